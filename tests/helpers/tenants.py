@@ -1,0 +1,1 @@
+"""Fixtures that run our tenant servers (filled in by the tenant-server work)."""
