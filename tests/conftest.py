@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-
 from local_orthanc import LocalOrthanc, OrthancHandle, provide_orthanc
+
 from tests.helpers.orthanc import OrthancRest
 from tests.helpers.plugin import PLUGIN_TENANTS, plugin_config
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import requests
+from local_orthanc import OrthancHandle
+from local_orthanc.synthetic import StudySpec, study_instances, to_bytes
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from local_orthanc import OrthancHandle
-from local_orthanc.synthetic import StudySpec, study_instances, to_bytes
 from tests.helpers.orthanc import OrthancRest
 from tests.helpers.plugin import PLUGIN_TENANTS
 

@@ -45,9 +45,7 @@ def find_runtime() -> OrthancRuntime:
     return OrthancRuntime(binary="/usr/sbin/Orthanc", chroot=ensure_root())
 
 
-def provide_orthanc(
-    extra_config: dict[str, Any] | None = None, with_plugin: bool = False
-) -> OrthancHandle:
+def provide_orthanc(extra_config: dict[str, Any] | None = None, with_plugin: bool = False) -> OrthancHandle:
     """An Orthanc ready to use; call ``stop()`` on it when done.
 
     ``ORTHANC_URL`` wins unless the caller needs a configured instance (plugin or extra

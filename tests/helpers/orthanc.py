@@ -55,7 +55,9 @@ class OrthancRest:
     def delete(self, level: str, orthanc_id: str) -> None:
         self.session.delete(f"{self.url}/{LEVEL_ROUTES[level]}/{orthanc_id}", timeout=30)
 
-    def store_with_labels(self, data: bytes, labels: list[str], levels: tuple[str, ...] = ("Study", "Series", "Instance")) -> dict[str, Any]:
+    def store_with_labels(
+        self, data: bytes, labels: list[str], levels: tuple[str, ...] = ("Study", "Series", "Instance")
+    ) -> dict[str, Any]:
         """Upload one instance and label it as a tenant's C-STORE would."""
         answer = self.upload(data)
         ids = {

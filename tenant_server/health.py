@@ -1,0 +1,74 @@
+"""Liveness, readiness and Prometheus metrics over HTTP, on a port of their own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tenant_server.orthanc import OrthancError
+from tenant_server.server import TenantServers
+
+READY_CACHE_SECONDS = 2.0
+
+
+class Readiness:
+    """Orthanc reachable with our credentials and able to do labels, and every port bound."""
+
+    def __init__(self, servers: TenantServers) -> None:
+        self.servers = servers
+        self._checked = 0.0
+        self._orthanc_ok = False
+        self._reason = "not checked yet"
+        self._lock = threading.Lock()
+
+    def check(self) -> tuple[bool, str]:
+        with self._lock:
+            if time.monotonic() - self._checked > READY_CACHE_SECONDS:
+                self._orthanc_ok, self._reason = self._check_orthanc()
+                self._checked = time.monotonic()
+            if not self.servers.bound:
+                return False, "DICOM ports not bound"
+            return self._orthanc_ok, self._reason
+
+    def _check_orthanc(self) -> tuple[bool, str]:
+        try:
+            system = self.servers.client.system()
+        except OrthancError as exc:
+            return False, str(exc)
+        if not system.get("HasLabels", False):
+            return False, "Orthanc's database has no labels (needs Orthanc >= 1.12)"
+        return True, "ready"
+
+
+def start_health_server(servers: TenantServers, host: str, port: int) -> ThreadingHTTPServer:
+    readiness = Readiness(servers)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/livez":
+                self._reply(200, b"ok\n", "text/plain")
+            elif self.path == "/readyz":
+                ok, reason = readiness.check()
+                self._reply(200 if ok else 503, (reason + "\n").encode(), "text/plain")
+            elif self.path == "/metrics":
+                self._reply(200, generate_latest(servers.telemetry.registry), CONTENT_TYPE_LATEST)
+            else:
+                self._reply(404, b"not found\n", "text/plain")
+
+        def _reply(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None  # probes every few seconds would drown the audit log
+
+    httpd = ThreadingHTTPServer((host, port), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, name="health", daemon=True).start()
+    return httpd
