@@ -1,0 +1,76 @@
+"""A switchable fault proxy in front of the real Orthanc.
+
+It forwards every request unchanged, except when told to fail: "down" answers 503 to
+everything, "refuse-labels" answers 500 to label PUTs only. It injects failures into a
+real Orthanc's traffic; it never imitates Orthanc's answers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+from local_orthanc.server import free_port
+
+
+class FaultProxy:
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.mode = "pass"
+        self.port = free_port()
+        self.session = requests.Session()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fails(self, method: str, path: str) -> bool:
+        if self.mode == "down":
+            return True
+        return self.mode == "refuse-labels" and method == "PUT" and "/labels/" in path
+
+
+@contextmanager
+def fault_proxy(target: str) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(target)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if proxy.fails(self.command, self.path):
+                self._reply(503 if proxy.mode == "down" else 500, b"injected fault", "text/plain")
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            upstream = proxy.session.request(
+                self.command, proxy.target + self.path, data=body, headers=headers, timeout=60
+            )
+            self._reply(upstream.status_code, upstream.content, upstream.headers.get("Content-Type", ""))
+
+        def _reply(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", proxy.port), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
