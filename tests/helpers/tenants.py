@@ -33,7 +33,7 @@ class StorageScp:
     def on_store(self, event: evt.Event) -> int:
         with self.lock:
             self.received.append(event.dataset)
-            self.called_aets.append(str(event.assoc.acceptor.ae_title).strip())
+            self.called_aets.append(str(event.assoc.requestor.primitive.called_ae_title).strip())
             self.calling_aets.append(str(event.assoc.requestor.ae_title).strip())
         return 0x0000
 
