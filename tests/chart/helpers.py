@@ -6,6 +6,7 @@ renders is checked against the Kubernetes OpenAPI schemas shipped by kubernetes-
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+import jsonschema
 import yaml
 from kubernetes_validate import utils as kv
 
@@ -141,9 +143,31 @@ def lint_problems(values: Object | None = None, *, kube_version: str | None = No
 
 
 def crd_source() -> Object:
-    loaded = yaml.safe_load(CRD_SOURCE.read_text())
+    """The top-level crds/ file, parsed (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_crd_source(CRD_SOURCE))
+
+
+@functools.cache
+def _crd_source(path: Path) -> Object:
+    loaded = yaml.safe_load(path.read_text())
     assert isinstance(loaded, dict)
     return loaded
+
+
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
+    """A validator for objects of the CRD's version, from its openAPIV3Schema. It checks types,
+    patterns, enums and required fields; CEL rules are not evaluated (the operator's
+    validate_spec restates them)."""
+    return _crd_validator(CRD_SOURCE, api_version, kind)
+
+
+@functools.cache
+def _crd_validator(path: Path, api_version: str, kind: str) -> jsonschema.Draft7Validator:
+    crd = _crd_source(path)
+    group, version = api_version.split("/")
+    assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (group, kind)
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return jsonschema.Draft7Validator(served["schema"]["openAPIV3Schema"])
 
 
 def rule_triples(rules: Iterable[Object]) -> set[tuple[str, str, str]]:

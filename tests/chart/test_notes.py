@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 
-import jsonschema
 import pytest
 import yaml
 from mtdicom_operator.builders import Owner, build_children
 from mtdicom_operator.crd import validate_spec
 
-from tests.chart.helpers import NAMESPACE, Object, crd_source, manifests, notes, one, value_set
+from tests.chart.helpers import NAMESPACE, Object, crd_validator, manifests, notes, one, value_set
 
 
 def example_tenant(text: str) -> Object:
@@ -31,8 +30,7 @@ def test_notes_example_is_a_valid_tenant_the_operator_would_serve(
 ) -> None:
     text = notes(values)
     tenant = example_tenant(text)
-    schema = crd_source()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    jsonschema.validate(tenant, schema, cls=jsonschema.Draft7Validator)
+    crd_validator(tenant["apiVersion"], tenant["kind"]).validate(tenant)
     assert validate_spec(tenant["spec"]) == []
     assert f"kubectl -n {tenant_namespace} apply -f -" in text
 

@@ -16,7 +16,7 @@ from tests.chart.helpers import (
     RELEASE,
     Manifest,
     Object,
-    crd_source,
+    crd_validator,
     kube_validate,
     manifests,
     one,
@@ -98,21 +98,10 @@ MONITOR_SCHEMAS = {
 }
 
 
-def crd_version_schema(kind: str, api_version: str) -> dict[str, Any]:
-    crd = crd_source()
-    assert crd["spec"]["names"]["kind"] == kind
-    group, version = api_version.split("/")
-    assert crd["spec"]["group"] == group
-    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
-    schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
-    return schema
-
-
 def validate_object(manifest: Manifest, version: str) -> None:
     obj = manifest.obj
     if obj["apiVersion"].startswith("mtdicom.io/"):
-        schema = crd_version_schema(obj["kind"], obj["apiVersion"])
-        jsonschema.validate(obj, schema, cls=jsonschema.Draft7Validator)
+        crd_validator(obj["apiVersion"], obj["kind"]).validate(obj)
     elif obj["apiVersion"].startswith("monitoring.coreos.com/"):
         jsonschema.validate(obj, MONITOR_SCHEMAS[obj["kind"]], cls=jsonschema.Draft7Validator)
     else:

@@ -30,6 +30,7 @@ def rejection(values: Object) -> str:
         ({"metrics": {"serviceMonitor": {"enable": True}}}, "enable"),
         ({"tenants": {"items": [{"name": "a", "spec": {}, "namepsace": "x"}]}}, "namepsace"),
         ({"resources": {"request": {"cpu": "1"}}}, "request"),
+        ({"operator": {"settings": {"statusIntervall": 5}}}, "statusIntervall"),
         # Wrong enum values and types.
         ({"watch": {"scope": "cluster"}}, "/watch/scope"),
         ({"operator": {"logFormat": "yaml"}}, "/operator/logFormat"),
@@ -37,6 +38,7 @@ def rejection(values: Object) -> str:
         ({"image": {"pullPolicy": "always"}}, "/image/pullPolicy"),
         ({"crds": {"keep": "yes"}}, "/crds/keep"),
         ({"operator": {"healthPort": 80}}, "/operator/healthPort"),
+        ({"operator": {"settings": {"maxWorkers": 0}}}, "/operator/settings/maxWorkers"),
         ({"image": {"digest": "sha256:short"}}, "/image/digest"),
         ({"metrics": {"interval": "30 seconds"}}, "/metrics/interval"),
         ({"tenants": {"items": [{"name": "Not_A_Name", "spec": {}}]}}, "/tenants/items/0/name"),
