@@ -66,7 +66,7 @@ def _uids(query: Query) -> dict[str, str]:
 
 
 def _audit_query(query: Query) -> dict[str, Any]:
-    return {"level": query.qr_level, "uids": _uids(query), "keys": sorted(str(t) for t in query.constraints)}
+    return {"query_level": query.qr_level, "uids": _uids(query), "keys": sorted(str(t) for t in query.constraints)}
 
 
 def storage_contexts(refs: list[InstanceRef]) -> list[PresentationContext]:
