@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import helm_python
 import pytest
 
-from tests.chart.helpers import KUBE_VERSIONS, chart, lint_problems, value_set, value_set_names
+from tests.chart.helpers import (
+    CHART_DIR,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    chart,
+    lint_problems,
+    render,
+    value_set,
+    value_set_names,
+)
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
@@ -24,3 +37,10 @@ def test_chart_metadata_follows_helm_conventions() -> None:
     assert metadata["type"] == "application"
     assert metadata["kubeVersion"]
     assert chart().schema is not None
+
+
+def test_packaged_chart_renders_the_same(tmp_path: Path) -> None:
+    """`helm package` keeps everything the templates need (files/crds/ is not helmignored)."""
+    archive = helm_python.package(CHART_DIR, destination=tmp_path)
+    packaged = helm_python.Chart.load(archive)
+    assert packaged.render(values={}, name=RELEASE, namespace=NAMESPACE) == render({})
