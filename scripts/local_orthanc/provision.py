@@ -16,9 +16,14 @@ MINIMUM_VERSION = (1, 12, 0)
 class OrthancHandle(Protocol):
     """What callers need from an Orthanc, wherever it comes from."""
 
-    url: str
-    username: str
-    password: str
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def password(self) -> str: ...
 
     def stop(self) -> None: ...
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from io import BytesIO
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-IMPLEMENTATION_UID = "1.2.826.0.1.3680043.10.1515.1"
+IMPLEMENTATION_UID = UID("1.2.826.0.1.3680043.10.1515.1")
 
 
 @dataclass
