@@ -7,9 +7,12 @@ import subprocess
 import pytest
 from local_orthanc import OrthancHandle
 from local_orthanc.server import free_port
+from local_orthanc.synthetic import StudySpec, make_instance, to_bytes
+from pydicom.uid import generate_uid
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
 from tests.helpers.archive import Archive, load_archive
-from tests.helpers.dicom import find, identifier, values
+from tests.helpers.dicom import find, identifier, requesting_ae, values
 from tests.helpers.orthanc import OrthancRest
 from tests.helpers.tenants import run_tenants, tenant_config
 
@@ -280,8 +283,6 @@ def test_truncated_results_are_reported(orthanc: OrthancHandle, archive: Archive
 
 
 def test_orthanc_unreachable_gives_a_failure_status_and_echo_still_works() -> None:
-    from tests.helpers.dicom import requesting_ae
-
     port = free_port()
     config = {
         "Orthanc": {"Url": f"http://127.0.0.1:{free_port()}"},
@@ -296,3 +297,34 @@ def test_orthanc_unreachable_gives_a_failure_status_and_echo_still_works() -> No
         assoc = requesting_ae("TESTSCU").associate("127.0.0.1", port, ae_title="LONELY")
         assert assoc.send_c_echo().Status == 0x0000
         assoc.release()
+
+
+def test_c_cancel_stops_a_running_find(ours: dict[str, int], rest: OrthancRest) -> None:
+    patient = "CANCEL" + generate_uid()[-8:]
+    for _ in range(300):
+        rest.store_with_labels(
+            to_bytes(make_instance(StudySpec(patient_id=patient), generate_uid(), 1, 1)), ["compat_a"]
+        )
+    assoc = requesting_ae("TESTSCU").associate("127.0.0.1", ours["OURS_A"], ae_title="OURS_A")
+    answers, statuses = 0, []
+    try:
+        responses = assoc.send_c_find(
+            identifier("STUDY", PatientID=patient, StudyInstanceUID=""),
+            StudyRootQueryRetrieveInformationModelFind,
+            msg_id=7,
+        )
+        for status, _ in responses:
+            statuses.append(int(status.Status))
+            if status.Status == 0xFF00:
+                answers += 1
+                if answers == 1:
+                    context = next(
+                        c
+                        for c in assoc.accepted_contexts
+                        if c.abstract_syntax == StudyRootQueryRetrieveInformationModelFind
+                    )
+                    assoc.send_c_cancel(7, context.context_id)
+    finally:
+        assoc.release()
+    assert statuses[-1] == 0xFE00
+    assert answers < 300
