@@ -85,13 +85,54 @@ class StripedLocks:
         return self._locks[hash(key) % len(self._locks)]
 
 
+class OwnedResources:
+    """Studies and series this process recently stored and labelled for the tenant.
+
+    A series of 500 images then costs one POST and one label PUT per image instead of
+    re-checking and re-labelling its study and series each time. Entries expire so a label
+    an administrator removes is noticed within ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = 30.0, capacity: int = 10000) -> None:
+        self.ttl = ttl
+        self.capacity = capacity
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, resource: str) -> bool:
+        with self._lock:
+            expiry = self._expiry.get(resource)
+            return expiry is not None and expiry > time.monotonic()
+
+    def add(self, *resources: str) -> None:
+        with self._lock:
+            if len(self._expiry) >= self.capacity:
+                now = time.monotonic()
+                self._expiry = {k: v for k, v in self._expiry.items() if v > now}
+                if len(self._expiry) >= self.capacity:
+                    self._expiry.clear()
+            expiry = time.monotonic() + self.ttl
+            for resource in resources:
+                self._expiry[resource] = expiry
+
+
 class Storer:
-    def __init__(self, client: OrthancClient, tenant: TenantSettings, record_sender: bool = False) -> None:
+    def __init__(
+        self,
+        client: OrthancClient,
+        tenant: TenantSettings,
+        record_sender: bool = False,
+        orthanc_overwrites: bool = False,
+    ) -> None:
         self.client = client
         self.tenant = tenant
         self.view = LabelView(tenant.labels, tenant.constraint)
         self.strict = tenant.store_isolation == "Strict"
         self.record_sender = record_sender
+        # With Orthanc's OverwriteInstances, a POST replaces an existing instance: it must be
+        # checked before storing, not after.
+        self.orthanc_overwrites = orthanc_overwrites
+        self.owned = OwnedResources()
         self._locks = StripedLocks()
 
     def _guarded_levels(self) -> tuple[str, ...]:
@@ -99,20 +140,15 @@ class Storer:
         levels = tuple(level for level in GUARDED_LEVELS if level in self.tenant.store_levels)
         return levels or ("Study",)
 
-    def _foreign(self, ids: dict[str, str], before_store: bool) -> str | None:
-        """The first existing resource this tenant may not attach to, or None.
-
-        After our own store, an unlabelled resource is the one we just created.
-        """
-        for level in self._guarded_levels():
-            labels = self.client.labels(level, ids[level])
-            if labels is None or (not labels and not before_store):
-                continue
-            if not labels:
-                labels = self._await_labels(level, ids[level])
-            if not self.view.may_attach(labels):
-                return level
-        return None
+    def _refusal(self, level: str, resource: str, before_store: bool) -> str | None:
+        """``level`` when the existing resource is not this tenant's to add to; None if it is
+        (or does not exist, or is the unlabelled resource this very request created)."""
+        labels = self.client.labels(level, resource)
+        if labels is None or (not labels and not before_store):
+            return None
+        if not labels:
+            labels = self._await_labels(level, resource)
+        return None if self.view.may_attach(labels) else level
 
     def _await_labels(self, level: str, resource: str) -> list[str]:
         """An unlabelled resource may be one another replica of this tenant is labelling now."""
@@ -124,6 +160,23 @@ class Storer:
             if labels:
                 break
         return labels
+
+    def _check_parents(self, ids: dict[str, str]) -> tuple[str | None, bool]:
+        """Check the existing study and series before storing: (refused level, study existed)."""
+        guarded = self._guarded_levels()
+        if ids["Series"] in self.owned:
+            return None, True
+        study_existed = True
+        if "Study" in guarded and ids["Study"] not in self.owned:
+            labels = self.client.labels("Study", ids["Study"])
+            study_existed = labels is not None
+            if labels is not None and not self.view.may_attach(
+                labels or self._await_labels("Study", ids["Study"])
+            ):
+                return "Study", True
+        if study_existed and "Series" in guarded:
+            return self._refusal("Series", ids["Series"], before_store=True), study_existed
+        return None, study_existed
 
     def store(
         self, data: bytes, keys: InstanceKeys, sender_aet: str = "", sender_ip: str = ""
@@ -138,11 +191,14 @@ class Storer:
     def _store_locked(
         self, data: bytes, ids: dict[str, str], sender_aet: str, sender_ip: str
     ) -> StoreOutcome:
+        study_existed = True
         if self.strict:
-            level = self._foreign(ids, before_store=True)
-            if level is not None:
+            refused, study_existed = self._check_parents(ids)
+            if refused is None and self.orthanc_overwrites and "Instance" in self._guarded_levels():
+                refused = self._refusal("Instance", ids["Instance"], before_store=True)
+            if refused is not None:
                 return StoreOutcome(
-                    NOT_AUTHORIZED, f"isolation: the {level.lower()} belongs to another tenant"
+                    NOT_AUTHORIZED, f"isolation: the {refused.lower()} belongs to another tenant"
                 )
         answer = self.client.store(data)
         status = str(answer.get("Status", ""))
@@ -159,21 +215,42 @@ class Storer:
             "Series": answer.get("ParentSeries", ids["Series"]),
             "Instance": answer.get("ID", ids["Instance"]),
         }
-        if self.strict and (stored != ids or self._foreign(stored, before_store=False)):
-            # Another tenant created the study between our check and our store.
-            self._undo(created, stored["Instance"])
-            return StoreOutcome(NOT_AUTHORIZED, "isolation: the study was claimed concurrently", status)
+        if self.strict:
+            refused = self._after_store(stored, ids, created, study_existed)
+            if refused is not None:
+                self._undo(created, stored["Instance"])
+                return StoreOutcome(NOT_AUTHORIZED, refused, status)
         try:
             self._label(stored)
         except OrthancError as exc:
             self._undo(created, stored["Instance"])
             return StoreOutcome(OUT_OF_RESOURCES, f"labelling failed: {exc}", status)
+        self.owned.add(stored["Study"], stored["Series"])
         if self.record_sender:
             self._record_sender(stored["Instance"], sender_aet, sender_ip)
         return StoreOutcome(SUCCESS, "stored", status, stored["Instance"])
 
+    def _after_store(
+        self, stored: dict[str, str], ids: dict[str, str], created: bool, study_existed: bool
+    ) -> str | None:
+        """Close the races the checks before storing leave open; a reason to refuse, or None."""
+        if stored != ids:
+            return "isolation: Orthanc filed the instance elsewhere than its UIDs say"
+        # A copy of an existing instance: nothing was written, but it must be ours to label.
+        if (
+            not created
+            and "Instance" in self._guarded_levels()
+            and self._refusal("Instance", stored["Instance"], before_store=False)
+        ):
+            return "isolation: the instance belongs to another tenant"
+        if not study_existed and self._refusal("Study", stored["Study"], before_store=False):
+            return "isolation: the study was claimed concurrently by another tenant"
+        return None
+
     def _label(self, ids: dict[str, str]) -> None:
         for level in self.tenant.store_levels:
+            if level in ("Study", "Series") and ids[level] in self.owned:
+                continue  # labelled by an earlier store of this process
             for label in self.tenant.labels:
                 self.client.add_label(level, ids[level], label)
 
