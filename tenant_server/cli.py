@@ -28,9 +28,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
+    # Block before any thread starts: threads inherit the mask, so SIGTERM can only reach
+    # sigwait below. A thread that did not block it would take the default action and
+    # kill the process mid C-STORE.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         settings = select_servers(load_settings(args.config), args.server)
     except ConfigError as exc:
@@ -47,11 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         if settings.health_port
         else None
     )
-    stop = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-    received = signal.sigwait(stop)
-    log.info("stopping", extra={"fields": {"signal": signal.Signals(received).name}})
-    servers.stop()
+    received = signal.sigwait(STOP_SIGNALS)
+    log.info(
+        "stopping",
+        extra={
+            "fields": {
+                "signal": signal.Signals(received).name,
+                "associations": servers.active_associations(),
+                "grace_period_s": settings.shutdown_grace_period,
+            }
+        },
+    )
+    aborted = servers.stop()
+    log.info("stopped", extra={"fields": {"aborted_associations": aborted}})
     if health is not None:
         health.shutdown()
     return 0

@@ -8,10 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tenant_server.orthanc import OrthancError
+from tenant_server.orthanc import OrthancClient, OrthancError
 from tenant_server.server import TenantServers
 
 READY_CACHE_SECONDS = 2.0
+READY_TIMEOUT_SECONDS = 3.0  # under a probe's usual timeout, whatever DicomScpTimeout is
 
 
 class Readiness:
@@ -19,6 +20,9 @@ class Readiness:
 
     def __init__(self, servers: TenantServers) -> None:
         self.servers = servers
+        self.client = OrthancClient(
+            servers.settings.orthanc, timeout=READY_TIMEOUT_SECONDS, observer=servers.telemetry.orthanc_call
+        )
         self._checked = 0.0
         self._orthanc_ok = False
         self._reason = "not checked yet"
@@ -35,7 +39,7 @@ class Readiness:
 
     def _check_orthanc(self) -> tuple[bool, str]:
         try:
-            system = self.servers.client.system()
+            system = self.client.system()
         except OrthancError as exc:
             return False, str(exc)
         if not system.get("HasLabels", False):

@@ -6,12 +6,16 @@ one Orthanc client and one metrics registry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -22,7 +26,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
+from tenant_server.audit import Audit
 from tenant_server.config import Settings, TenantSettings, TlsSettings
 from tenant_server.handlers import TenantHandlers
 from tenant_server.orthanc import OrthancClient
@@ -68,6 +74,132 @@ def build_ae(tenant: TenantSettings, settings: Settings) -> AE:
     return ae
 
 
+class TenantAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's server with the TLS handshake moved off the accept loop, and audited.
+
+    pynetdicom wraps each accepted socket in ``get_request``, on the one thread that
+    accepts connections, with no timeout: a client that connects and never says hello
+    stops the tenant from accepting anyone else, and a failed handshake vanishes without
+    a trace. Here the handshake runs on the connection's own thread, bounded by
+    ``DicomScpTimeout`` and by the number of handshakes in progress, and every failure is
+    a security event in the audit log.
+    """
+
+    def __init__(self, *args: Any, audit: Audit, telemetry: Telemetry, **kwargs: Any) -> None:
+        self.audit = audit
+        self.telemetry = telemetry
+        super().__init__(*args, **kwargs)
+        self._handshakes = threading.BoundedSemaphore(max(1, self.ae.maximum_associations))
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        return client, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is not None:
+            request = self._handshake(request, client_address)
+            if request is None:
+                return
+        super().process_request_thread(request, client_address)
+
+    def _handshake(self, raw: socket.socket, address: Any) -> ssl.SSLSocket | None:
+        assert self.ssl_context is not None
+        peer = str(address[0])
+        if not self._handshakes.acquire(blocking=False):
+            self._tls_failed(raw, peer, "too many TLS handshakes in progress")
+            return None
+        try:
+            raw.settimeout(self.ae.network_timeout)
+            wrapped = self.ssl_context.wrap_socket(raw, server_side=True)
+            wrapped.settimeout(None)  # as pynetdicom expects: blocking, it selects before reading
+            return wrapped
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            self._tls_failed(raw, peer, str(reason))
+            return None
+        finally:
+            self._handshakes.release()
+
+    def _tls_failed(self, raw: socket.socket, peer: str, reason: str) -> None:
+        raw.close()
+        self.telemetry.tls_failure(self.audit.tenant)
+        self.audit.event("tls-handshake-failed", security=True, peer=peer, reason=reason)
+
+
+def with_calling_aet(on_requested: Callable[[evt.Event], None]) -> Callable[[evt.Event], None]:
+    """EVT_REQUESTED handler that sees the calling AET of the A-ASSOCIATE-RQ.
+
+    pynetdicom fills ``assoc.requestor.ae_title`` only after EVT_REQUESTED, during
+    negotiation, so a handler reading it there sees "" and refuses every caller of an
+    ``AllowedCallers`` list (and never matches ``MaxAssociationsPerCaller``). Copying the
+    request's value first is what negotiation would do a moment later anyway.
+    """
+
+    def handler(event: evt.Event) -> None:
+        request: Any = event.assoc.requestor.primitive
+        calling = getattr(request, "calling_ae_title", None)
+        if calling and not event.assoc.requestor.ae_title:
+            with contextlib.suppress(ValueError, TypeError):
+                event.assoc.requestor.ae_title = calling
+        on_requested(event)
+
+    return handler
+
+
+class AssociationLifecycle:
+    """Audit lines pynetdicom's own decisions and an association's end need (see handlers.py)."""
+
+    def __init__(self, audit: Audit, telemetry: Telemetry) -> None:
+        self.audit = audit
+        self.telemetry = telemetry
+
+    def bindings(self) -> list[tuple[Any, Any]]:
+        return [
+            (evt.EVT_ESTABLISHED, self.on_established),
+            (evt.EVT_REJECTED, self.on_rejected),
+            (evt.EVT_CONN_CLOSE, self.on_closed),
+        ]
+
+    @staticmethod
+    def _who(event: evt.Event) -> tuple[str, str]:
+        requestor = event.assoc.requestor
+        return str(requestor.ae_title).strip(), str(requestor.address)
+
+    def on_established(self, event: evt.Event) -> None:
+        event.assoc.tenant_started = time.monotonic()  # type: ignore[attr-defined]
+
+    def on_rejected(self, event: evt.Event) -> None:
+        """pynetdicom rejected the association itself (MaxAssociations reached)."""
+        calling, peer = self._who(event)
+        primitive: Any = event.assoc.acceptor.primitive
+        codes = (getattr(primitive, "result", 0), getattr(primitive, "result_source", 0))
+        reason = f"{codes[0] or 0:#04x}/{codes[1] or 0:#04x}/{getattr(primitive, 'diagnostic', 0) or 0:#04x}"
+        self.telemetry.association_rejected(self.audit.tenant)
+        self.audit.event("association-rejected", security=True, calling_aet=calling, peer=peer, reason=reason)
+
+    def on_closed(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        started = getattr(assoc, "tenant_started", None)
+        if started is None:
+            # Never established: a rejection is already logged. A connection that closed
+            # before its A-ASSOCIATE-RQ (a TCP probe, a port scan) would otherwise keep its
+            # thread, counted against MaxAssociations and the shutdown, waiting for the
+            # request until DicomScpTimeout: wake it as that timeout would.
+            queue: Any = assoc.dul.to_user_queue
+            if assoc.is_acceptor and getattr(assoc.requestor, "primitive", None) is None and queue.empty():
+                queue.put(None)
+            return
+        calling, peer = self._who(event)
+        self.audit.event(
+            "association-closed",
+            calling_aet=calling,
+            peer=peer,
+            end="released" if event.assoc.is_released else "aborted",
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+
 class TenantServers:
     def __init__(self, settings: Settings, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
@@ -90,18 +222,36 @@ class TenantServers:
     def _start_one(self, tenant: TenantSettings) -> ThreadedAssociationServer:
         ae = build_ae(tenant, self.settings)
         handlers = TenantHandlers(tenant, self.settings.dicom, self.client, self.telemetry)
+        audit = Audit(tenant.aet)
+        lifecycle = AssociationLifecycle(audit, self.telemetry)
+        bindings: list[Any] = [
+            (event, with_calling_aet(handler) if event is evt.EVT_REQUESTED else handler)
+            for event, handler in handlers.bindings()
+        ]
+        bindings += lifecycle.bindings()
         try:
-            server = ae.start_server(
+            context = tls_context(tenant.tls) if tenant.tls else None
+        except (OSError, ssl.SSLError) as exc:
+            raise RuntimeError(f'server "{tenant.aet}": cannot load its TLS files: {exc}') from exc
+        try:
+            server = ae.make_server(
                 (self.settings.bind_address, tenant.port),
-                block=False,
-                evt_handlers=handlers.bindings(),  # type: ignore[arg-type]
-                ssl_context=tls_context(tenant.tls) if tenant.tls else None,
+                evt_handlers=bindings,
+                ssl_context=context,
+                server_class=TenantAssociationServer,
+                audit=audit,
+                telemetry=self.telemetry,
             )
         except OSError as exc:
             raise RuntimeError(
                 f'server "{tenant.aet}" cannot listen on port {tenant.port}: {exc.strerror}'
             ) from exc
-        assert server is not None
+        # What ae.start_server(block=False) does, with our server class.
+        thread = threading.Thread(
+            target=make_target(server.serve_forever), name=f"AcceptorServer-{tenant.aet}", daemon=True
+        )
+        thread.start()
+        ae._servers.append(server)
         self.telemetry.track_open_associations(tenant.aet, lambda: len(ae.active_associations))
         log.info(
             "listening",
@@ -116,8 +266,11 @@ class TenantServers:
     def active_associations(self) -> int:
         return sum(len(server.ae.active_associations) for server in self.servers.values())
 
-    def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, let running associations finish within the grace period, then abort."""
+    def stop(self, grace: float | None = None) -> int:
+        """Stop accepting, let running associations finish within the grace period, then abort.
+
+        Returns how many associations were still open at the deadline and were aborted.
+        """
         self._stopping.set()
         grace = self.settings.shutdown_grace_period if grace is None else grace
         for server in self.servers.values():
@@ -125,7 +278,10 @@ class TenantServers:
         deadline = time.monotonic() + grace
         while self.active_associations() and time.monotonic() < deadline:
             time.sleep(0.1)
+        aborted = 0
         for server in self.servers.values():
             for assoc in list(server.ae.active_associations):
                 assoc.abort()
+                aborted += 1
         self.servers.clear()
+        return aborted

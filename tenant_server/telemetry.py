@@ -24,6 +24,12 @@ class Telemetry:
         self.associations_rejected = Counter(
             "tenant_associations_rejected", "Associations rejected", ["tenant"], registry=self.registry
         )
+        self.tls_failures = Counter(
+            "tenant_tls_handshake_failures",
+            "TLS handshakes that failed (no or untrusted client certificate, old protocol, not TLS)",
+            ["tenant"],
+            registry=self.registry,
+        )
         self.operations = Counter(
             "tenant_operations",
             "DICOM operations by type and outcome",
@@ -56,6 +62,9 @@ class Telemetry:
 
     def association_rejected(self, tenant: str) -> None:
         self.associations_rejected.labels(tenant).inc()
+
+    def tls_failure(self, tenant: str) -> None:
+        self.tls_failures.labels(tenant).inc()
 
     def operation(self, tenant: str, operation: str, outcome: str, seconds: float) -> None:
         self.operations.labels(tenant, operation, outcome).inc()

@@ -1,0 +1,118 @@
+"""Liveness, readiness and Prometheus metrics on the health port."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from local_orthanc import ExternalOrthanc, OrthancHandle
+from local_orthanc.server import free_port
+
+from tenant_server.config import parse_settings
+from tenant_server.health import start_health_server
+from tenant_server.server import TenantServers
+from tests.helpers.tenants import tenant_config
+from tests.production.support import associate, find, study_query
+
+
+@contextmanager
+def serving(config: dict[str, Any]) -> Iterator[tuple[str, TenantServers]]:
+    servers = TenantServers(parse_settings(config, env={}))
+    servers.start()
+    port = free_port()
+    httpd = start_health_server(servers, "127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{port}", servers
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        servers.stop(grace=1)
+
+
+def one_tenant(orthanc: OrthancHandle, label: str) -> tuple[dict[str, Any], int]:
+    port = free_port()
+    config = tenant_config(
+        orthanc, [{"AET": "HEALTH", "Port": port, "Labels": [label]}], DicomAlwaysAllowFind=True
+    )
+    return config, port
+
+
+def test_probes_and_metrics_with_orthanc_up(orthanc: OrthancHandle, label: str) -> None:
+    config, port = one_tenant(orthanc, label)
+    with serving(config) as (url, servers):
+        assert requests.get(url + "/livez", timeout=5).status_code == 200
+        ready = requests.get(url + "/readyz", timeout=10)
+        assert (ready.status_code, ready.text.strip()) == (200, "ready")
+        assert requests.get(url + "/nothing", timeout=5).status_code == 404
+
+        assoc = associate(port, "HEALTH")
+        assert assoc.send_c_echo().Status == 0
+        assert find(assoc, study_query("1.2.3.404"))[0] == 0
+        assoc.release()
+        time.sleep(0.2)
+
+        metrics = requests.get(url + "/metrics", timeout=5)
+        assert metrics.headers["Content-Type"].startswith("text/plain")
+        text = metrics.text
+        for expected in (
+            'tenant_associations_total{tenant="HEALTH"} 1.0',
+            'tenant_associations_open{tenant="HEALTH"} 0.0',
+            'tenant_operations_total{operation="Echo",outcome="success",tenant="HEALTH"} 1.0',
+            'tenant_operations_total{operation="Find",outcome="success",tenant="HEALTH"} 1.0',
+            'tenant_operation_seconds_bucket{le="+Inf",operation="Find",tenant="HEALTH"} 1.0',
+            'tenant_orthanc_request_seconds_count{route="POST /tools/find"}',
+            'tenant_orthanc_request_seconds_count{route="GET /system"}',
+            "# TYPE tenant_associations_rejected_total counter",
+            "# TYPE tenant_tls_handshake_failures_total counter",
+            "# TYPE tenant_orthanc_errors_total counter",
+        ):
+            assert expected in text, expected
+
+        servers.stop(grace=0)  # what SIGTERM does first: the ports close, readiness goes
+        time.sleep(READY_CACHE)
+        stopping = requests.get(url + "/readyz", timeout=10)
+        assert (stopping.status_code, stopping.text.strip()) == (503, "DICOM ports not bound")
+        assert requests.get(url + "/livez", timeout=5).status_code == 200
+
+
+READY_CACHE = 2.1
+
+
+def test_not_ready_with_a_wrong_password(orthanc: OrthancHandle, label: str) -> None:
+    config, _ = one_tenant(orthanc, label)
+    config["Orthanc"]["Password"] = "wrong"
+    with serving(config) as (url, _servers):
+        reply = requests.get(url + "/readyz", timeout=10)
+        assert reply.status_code == 503
+        assert "401" in reply.text
+        assert requests.get(url + "/livez", timeout=5).status_code == 200
+
+
+def test_not_ready_when_orthanc_is_unreachable(label: str) -> None:
+    config, _ = one_tenant(ExternalOrthanc(f"http://127.0.0.1:{free_port()}", "u", "p"), label)
+    with serving(config) as (url, _servers):
+        reply = requests.get(url + "/readyz", timeout=10)
+        assert reply.status_code == 503
+        assert "unreachable" in reply.text
+        metrics = requests.get(url + "/metrics", timeout=5).text
+        assert 'tenant_orthanc_errors_total{route="GET /system"} 1.0' in metrics
+
+
+def test_readiness_answers_quickly_when_orthanc_hangs(label: str) -> None:
+    """A probe must not wait DicomScpTimeout (here 60 s) for an Orthanc that accepts and says nothing."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        config, _ = one_tenant(
+            ExternalOrthanc(f"http://127.0.0.1:{silent.getsockname()[1]}", "u", "p"), label
+        )
+        config["DicomScpTimeout"] = 60
+        with serving(config) as (url, _servers):
+            start = time.monotonic()
+            reply = requests.get(url + "/readyz", timeout=30)
+            assert reply.status_code == 503
+            assert time.monotonic() - start < 6
