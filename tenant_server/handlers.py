@@ -66,7 +66,11 @@ def _uids(query: Query) -> dict[str, str]:
 
 
 def _audit_query(query: Query) -> dict[str, Any]:
-    return {"query_level": query.qr_level, "uids": _uids(query), "keys": sorted(str(t) for t in query.constraints)}
+    return {
+        "query_level": query.qr_level,
+        "uids": _uids(query),
+        "keys": sorted(str(t) for t in query.constraints),
+    }
 
 
 def storage_contexts(refs: list[InstanceRef]) -> list[PresentationContext]:
@@ -92,7 +96,6 @@ class TenantHandlers:
         dicom: DicomSettings,
         client: OrthancClient,
         telemetry: Telemetry,
-        record_sender: bool = False,
     ) -> None:
         self.tenant = tenant
         self.client = client
@@ -100,7 +103,7 @@ class TenantHandlers:
         self.policy = AccessPolicy(tenant, dicom)
         self.finder = Finder(client, view, dicom, tenant.aet)
         self.retriever = Retriever(client, view)
-        self.storer = Storer(client, tenant, record_sender)
+        self.storer = Storer(client, tenant)
         self.audit = Audit(tenant.aet)
         self.telemetry = telemetry
 

@@ -30,6 +30,13 @@ CANNOT_UNDERSTAND = 0xC000  # unparsable data set or missing UIDs
 
 UNLABELLED_GRACE = 3.0  # seconds to wait for a peer replica to finish labelling a new study
 GUARDED_LEVELS = ("Study", "Series", "Instance")
+SENDER_METADATA = ("SenderAet", "SenderIp", "TenantAet")
+
+
+@dataclass(frozen=True)
+class OrthancTraits:
+    overwrites: bool
+    sender_metadata: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -117,23 +124,26 @@ class OwnedResources:
 
 
 class Storer:
-    def __init__(
-        self,
-        client: OrthancClient,
-        tenant: TenantSettings,
-        record_sender: bool = False,
-        orthanc_overwrites: bool = False,
-    ) -> None:
+    def __init__(self, client: OrthancClient, tenant: TenantSettings) -> None:
         self.client = client
         self.tenant = tenant
         self.view = LabelView(tenant.labels, tenant.constraint)
         self.strict = tenant.store_isolation == "Strict"
-        self.record_sender = record_sender
-        # With Orthanc's OverwriteInstances, a POST replaces an existing instance: it must be
-        # checked before storing, not after.
-        self.orthanc_overwrites = orthanc_overwrites
         self.owned = OwnedResources()
         self._locks = StripedLocks()
+        self._orthanc: OrthancTraits | None = None
+
+    def _traits(self) -> OrthancTraits:
+        """Read once from ``/system`` (lazily: Orthanc may be down when the server starts)."""
+        if self._orthanc is None:
+            system = self.client.system()
+            self._orthanc = OrthancTraits(
+                overwrites=system.get("OverwriteInstances", False) not in (False, "Never"),
+                sender_metadata=tuple(
+                    name for name in SENDER_METADATA if name in system.get("UserMetadata", {})
+                ),
+            )
+        return self._orthanc
 
     def _guarded_levels(self) -> tuple[str, ...]:
         """Levels where ownership is recorded; the study stands in when none is labelled."""
@@ -194,7 +204,8 @@ class Storer:
         study_existed = True
         if self.strict:
             refused, study_existed = self._check_parents(ids)
-            if refused is None and self.orthanc_overwrites and "Instance" in self._guarded_levels():
+            # When Orthanc overwrites, a POST replaces an existing instance: check it first.
+            if refused is None and self._traits().overwrites and "Instance" in self._guarded_levels():
                 refused = self._refusal("Instance", ids["Instance"], before_store=True)
             if refused is not None:
                 return StoreOutcome(
@@ -226,8 +237,9 @@ class Storer:
             self._undo(created, stored["Instance"])
             return StoreOutcome(OUT_OF_RESOURCES, f"labelling failed: {exc}", status)
         self.owned.add(stored["Study"], stored["Series"])
-        if self.record_sender:
-            self._record_sender(stored["Instance"], sender_aet, sender_ip)
+        self._record_sender(
+            stored["Instance"], {"SenderAet": sender_aet, "SenderIp": sender_ip, "TenantAet": self.tenant.aet}
+        )
         return StoreOutcome(SUCCESS, "stored", status, stored["Instance"])
 
     def _after_store(
@@ -261,10 +273,8 @@ class Storer:
             with contextlib.suppress(OrthancError):
                 self.client.delete("Instance", instance_id)
 
-    def _record_sender(self, instance_id: str, sender_aet: str, sender_ip: str) -> None:
-        for name, value in (
-            ("SenderAet", sender_aet),
-            ("SenderIp", sender_ip),
-            ("TenantAet", self.tenant.aet),
-        ):
-            self.client.set_metadata(instance_id, name, value)
+    def _record_sender(self, instance_id: str, values: dict[str, str]) -> None:
+        """Who sent the instance, in the user metadata the Orthanc administrator declared
+        (``UserMetadata``); Orthanc's own RemoteAET cannot be written over REST."""
+        for name in self._traits().sender_metadata:
+            self.client.set_metadata(instance_id, name, values[name])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pynetdicom.association
 import pytest
-from local_orthanc import OrthancHandle
+from local_orthanc import OrthancHandle, provide_orthanc
 from local_orthanc.server import free_port
 from local_orthanc.synthetic import StudySpec, make_instance, study_instances
 from pydicom import dcmread
@@ -196,11 +196,13 @@ def test_mismatched_uids_and_garbage_are_refused(
     ours: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = make_instance(StudySpec(), generate_uid(), 1, 1)
-    other = str(generate_uid()).encode()
-    swap = lambda data: data.replace(
-        str(ds.SOPInstanceUID).encode(),
-        other[: len(str(ds.SOPInstanceUID))].ljust(len(str(ds.SOPInstanceUID)), b"1"),
-    )  # noqa: E731
+    uid = str(ds.SOPInstanceUID).encode()
+    forged = str(generate_uid()).encode()[: len(uid)].ljust(len(uid), b"1")
+
+    def swap(data: bytes) -> bytes:
+        """The same bytes with another SOP Instance UID of the same length in the data set."""
+        return data.replace(uid, forged)
+
     assert _store_with_payload(ours["OURS_A"], ds, swap, monkeypatch) == 0xA900
     assert (
         _store_with_payload(ours["OURS_A"], ds, lambda data: b"\x08\x00\x16\x00garbage", monkeypatch)
@@ -264,3 +266,32 @@ def test_store_levels_follow_the_configuration(orthanc: OrthancHandle, rest: Ort
         assert store(port, "LEVELS", [ds])[0].Status == 0
     assert label_state(rest, ds) == {"Study": ["lvl_x", "lvl_y"], "Series": [], "Instance": []}
     assert rest.labels("Patient", orthanc_id(str(ds.PatientID))) == ["lvl_x", "lvl_y"]
+
+
+def test_overwriting_orthanc_and_sender_metadata() -> None:
+    """With OverwriteInstances, a copy would replace the victim's instance: it is checked
+    before storing. Declared user metadata records who sent each instance."""
+    extra = {
+        "OverwriteInstances": True,
+        "UserMetadata": {"SenderAet": 1024, "SenderIp": 1025, "TenantAet": 1026},
+    }
+    orthanc = provide_orthanc(extra_config=extra)
+    try:
+        rest = OrthancRest(orthanc.url, orthanc.username, orthanc.password)
+        ports = {"VICTIM": free_port(), "THIEF": free_port()}
+        servers = [{"AET": aet, "Port": port, "Labels": [aet.lower()]} for aet, port in ports.items()]
+        with run_tenants(tenant_config(orthanc, servers)):
+            ds = next(study_instances(StudySpec()))
+            assert store(ports["VICTIM"], "VICTIM", [ds], calling="MODALITY1")[0].Status == 0
+            instance = ids_of(ds)["Instance"]
+            metadata = rest.get(f"/instances/{instance}/metadata?expand")
+            assert (metadata["SenderAet"], metadata["SenderIp"], metadata["TenantAet"]) == (
+                "MODALITY1",
+                "127.0.0.1",
+                "VICTIM",
+            )
+            assert store(ports["THIEF"], "THIEF", [ds])[0].Status == 0x0124
+            assert rest.labels("Instance", instance) == ["victim"]
+            assert rest.get(f"/instances/{instance}/metadata?expand")["TenantAet"] == "VICTIM"  # not replaced
+    finally:
+        orthanc.stop()
