@@ -479,9 +479,9 @@ SPEC_CEL_RULES: Final[list[dict[str, str]]] = [
         "reason": "FieldValueDuplicate",
     },
     {
-        "rule": "self.servers.all(s, !has(s.service) || !has(s.service.nodePort) || "
-        "self.servers.exists_one(t, has(t.service) && has(t.service.nodePort) && "
-        "t.service.nodePort == s.service.nodePort))",
+        "rule": "self.servers.filter(s, has(s.service) && has(s.service.nodePort)).all(s, "
+        "self.servers.filter(t, has(t.service) && has(t.service.nodePort))"
+        ".filter(t, t.service.nodePort == s.service.nodePort).size() == 1)",
         "message": "servers[].service.nodePort must be unique",
         "fieldPath": ".servers",
         "reason": "FieldValueDuplicate",
