@@ -96,8 +96,8 @@ def test_patch_brings_live_to_desired_and_removes_what_we_dropped(
 
 
 def test_patch_is_empty_when_the_server_only_added_defaults() -> None:
-    desired = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
-    live = copy.deepcopy(desired)
+    desired: dict[str, Any] = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    live: dict[str, Any] = copy.deepcopy(desired)
     live["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
     live["spec"]["progressDeadlineSeconds"] = 600
     assert merge_patch(live, desired, desired) == {}
