@@ -54,7 +54,7 @@ def reconcile(
         memo.reconcile_error = str(exc)
         patch.status.update(current_status(body, memo, tenant_deployments, tenant_services, spec=spec))
         delay = _backoff(memo.settings, retry)
-        raise kopf.TemporaryError(f"{exc} (retry {retry + 1} in {delay:.0f}s)", delay=delay) from exc
+        raise kopf.TemporaryError(f"{exc} (retry {retry + 1} in {delay:.1f}s)", delay=delay) from exc
 
     memo.reconcile_error = None
     memo.reconciled_spec = spec_digest(spec)
@@ -62,4 +62,5 @@ def reconcile(
         memo.observed_generation = owner.generation
     patch.status.update(current_status(body, memo, tenant_deployments, tenant_services, spec=spec))
     if outcome.changed:
-        kopf.info(body, reason="Reconciled", message=outcome.summary())
+        # kopf.event, not kopf.info: posting.level (WARNING) keeps handler logs out of Events.
+        kopf.event(body, type="Normal", reason="Reconciled", message=outcome.summary())

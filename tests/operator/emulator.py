@@ -92,7 +92,8 @@ _VERSIONS = itertools.count(1)
 class StampingEmulator(kmock.KubernetesEmulator):
     """kmock plus what a real API server stamps on objects, which kopf and the status rely on.
 
-    kmock stores objects verbatim; a real API server sets ``uid``, ``creationTimestamp``,
+    kmock stores objects verbatim; a real API server fills ``generateName`` (kopf's Events use
+    it), sets ``uid``, ``creationTimestamp``,
     a fresh ``resourceVersion`` on every write (kopf waits for its own patches to come back
     by it) and ``generation`` on spec changes (observedGeneration is checked against it),
     and keeps a resource's ``status`` and its main body apart when it has a status
@@ -132,6 +133,8 @@ class StampingEmulator(kmock.KubernetesEmulator):
         version = str(next(_VERSIONS))
         if request.action == kmock.action.CREATE and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             meta.setdefault("generation", 1)
