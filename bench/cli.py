@@ -489,7 +489,13 @@ def main(argv: list[str] | None = None) -> int:
         meta = machine_info(orthanc_version(stack), dcmtk.version() if use_dcmtk else "")
         meta["loadavg_at_start"] = load_at_start
         meta["loadavg_before_memory"] = list(os.getloadavg())
-        memory_result = None if args.skip_memory else run_memory(stack, plan)
+        memory_result: dict[str, Any] | None = None
+        if not args.skip_memory:
+            try:
+                memory_result = run_memory(stack, plan)
+            except Exception as exc:  # the comparison above is worth keeping even so
+                log(f"memory run failed: {exc!r}")
+                memory_result = {"error": repr(exc)}
     payload: dict[str, Any] = {
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "meta": meta,
@@ -500,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             "find_set_studies": plan.find_set,
         },
         "sides": {side.name: {"aet": side.aet, "labels": [LABEL]} for side in (stack.plugin, stack.ours)},
+        "move_destination": stack.destination.kind,
         "operations": {row.key: row.as_json() for row in bench.rows},
         "baselines": bench.baselines,
         "scaling": bench.scaling,
@@ -520,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Orthanc pushing the same studies (POST /modalities/dest/store): {bench.baselines.get('orthanc_push_rest_instances_per_s')}/s"
     )
     print(f"REST /tools/find by UID (what the plugin asks): {rest_find:.1f} ms p50")
-    if memory_result:
+    if memory_result and "error" not in memory_result:
         print(
             f"memory, {memory_result['tenants']} tenants, {memory_result['stored_ok']} instances stored: RSS "
             f"{memory_result['rss_start_mib']} -> peak {memory_result['rss_peak_mib']} -> {memory_result['rss_end_mib']} MiB "

@@ -69,17 +69,26 @@ def _store_for_tenants(job: tuple[str, list[tuple[str, int, int]], int]) -> tupl
     factory = Factory(run)
     ok = failed = 0
     for aet, port, first in tenants:
-        assoc = associate(aet, port, CTImageStorage)
+        assoc = None
         try:
             for index in range(per_tenant):
+                if assoc is None or not assoc.is_established:
+                    # A dropped association (a timeout on a loaded machine) is counted, then reopened.
+                    assoc = associate(aet, port, CTImageStorage)
                 study = factory.study(INSTANCES_PER_STUDY, number=first + index // INSTANCES_PER_STUDY)
-                status = assoc.send_c_store(as_dataset(factory.instance(study, index % INSTANCES_PER_STUDY)))
+                try:
+                    status = assoc.send_c_store(
+                        as_dataset(factory.instance(study, index % INSTANCES_PER_STUDY))
+                    )
+                except RuntimeError:
+                    status = None
                 if status and int(status.Status) == 0:
                     ok += 1
                 else:
                     failed += 1
         finally:
-            assoc.release()
+            if assoc is not None and assoc.is_established:
+                assoc.release()
     return ok, failed
 
 
