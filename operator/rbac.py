@@ -26,6 +26,9 @@ CLUSTER_RULES: Final[list[Rule]] = [
         "resources": ["customresourcedefinitions"],
         "verbs": ["list", "watch"],
     },
+    # In namespaced mode (--namespace), kopf lists and watches namespaces to follow them
+    # appearing and disappearing; without the grant it warns and serves the given names only.
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
 
 NAMESPACED_RULES: Final[list[Rule]] = [

@@ -296,10 +296,25 @@ class Emulator:
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self._json(self.http.delete(self.url + PATHS[kind].format(ns=namespace) + "/" + name, timeout=30))
 
+    def must_get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        found = self.get(kind, namespace, name)
+        assert found is not None, f"{kind} {namespace}/{name} does not exist"
+        return found
+
     def names(self, kind: str, namespace: str) -> set[str]:
         return {item["metadata"]["name"] for item in self.items(kind, namespace)}
 
     # --- what a kubelet/controller-manager would do ------------------------------------
+
+    def collect_garbage(self, namespace: str, owner_uid: str) -> list[str]:
+        """Play the garbage collector: delete what the (deleted) owner controlled."""
+        removed = []
+        for kind in ("Service", "Deployment", "ConfigMap"):
+            for item in self.items(kind, namespace):
+                if any(ref.get("uid") == owner_uid for ref in item["metadata"].get("ownerReferences") or []):
+                    self.delete(kind, namespace, item["metadata"]["name"])
+                    removed.append(f"{kind}/{item['metadata']['name']}")
+        return removed
 
     def finish_rollouts(self, namespace: str) -> None:
         """Play the Deployment controller: every Deployment's pods are up to date and ready."""
@@ -318,7 +333,9 @@ class Emulator:
                 )
 
 
-def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> T:
+def wait_for(
+    check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with its last value."""
     deadline = time.monotonic() + timeout
     last: Any = None
