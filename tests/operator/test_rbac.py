@@ -79,7 +79,7 @@ def lifecycle(emu: Emulator) -> None:
 def test_rules_are_exactly_what_the_operator_uses(emulator: Emulator) -> None:
     with running_operator("--namespace", NS):
         lifecycle(emulator)
-    namespaced_one, cluster_one = used(emulator)
+    _, cluster_one = used(emulator)
     assert ("", "namespaces", "list") in cluster_one  # kopf's namespace observer, namespaced mode only
 
     since = len(emulator.recorded())
