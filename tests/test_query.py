@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from local_orthanc import OrthancHandle
+from local_orthanc import OrthancHandle, dcmtk
 from local_orthanc.server import free_port
 from local_orthanc.synthetic import StudySpec, make_instance, to_bytes
 from pydicom.uid import generate_uid
@@ -236,7 +236,7 @@ def test_dcmtk_findscu_every_level(
 ) -> None:
     study = archive.a_other
     command = [
-        "findscu",
+        dcmtk.tool("findscu"),
         model,
         "-aec",
         "OURS_A",

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from local_orthanc import dcmtk
 from local_orthanc.synthetic import StudySpec, make_instance, to_bytes
 from pydicom.uid import generate_uid
 
@@ -148,7 +149,17 @@ def test_dcmtk_movescu_and_getscu(
     study = archive.a_other
     keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.spec.study_uid}"]
     moved = subprocess.run(
-        ["movescu", "-S", "-aec", "OURS_A", "-aem", "DEST", *keys, "127.0.0.1", str(ours["OURS_A"])],
+        [
+            dcmtk.tool("movescu"),
+            "-S",
+            "-aec",
+            "OURS_A",
+            "-aem",
+            "DEST",
+            *keys,
+            "127.0.0.1",
+            str(ours["OURS_A"]),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -156,7 +167,17 @@ def test_dcmtk_movescu_and_getscu(
     assert moved.returncode == 0, moved.stderr
     assert dest.sop_uids() == set(study.sop_uids)
     got = subprocess.run(
-        ["getscu", "-S", "-aec", "OURS_A", "-od", str(tmp_path), *keys, "127.0.0.1", str(ours["OURS_A"])],
+        [
+            dcmtk.tool("getscu"),
+            "-S",
+            "-aec",
+            "OURS_A",
+            "-od",
+            str(tmp_path),
+            *keys,
+            "127.0.0.1",
+            str(ours["OURS_A"]),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pynetdicom.association
 import pytest
-from local_orthanc import OrthancHandle, provide_orthanc
+from local_orthanc import OrthancHandle, dcmtk, provide_orthanc
 from local_orthanc.server import free_port
 from local_orthanc.synthetic import StudySpec, make_instance, study_instances
 from pydicom import dcmread
@@ -91,7 +91,7 @@ def test_dcmtk_storescu_transfer_syntaxes(
     source.save_as(path)
     option = PROPOSE[str(source.file_meta.TransferSyntaxUID)]
     result = subprocess.run(
-        ["storescu", option, "-aec", "OURS_A", "127.0.0.1", str(ours["OURS_A"]), str(path)],
+        [dcmtk.tool("storescu"), option, "-aec", "OURS_A", "127.0.0.1", str(ours["OURS_A"]), str(path)],
         capture_output=True,
         text=True,
         timeout=60,
