@@ -104,6 +104,12 @@ class Bench:
         self.baselines: dict[str, Any] = {}
         self.scaling: list[dict[str, Any]] = []
         self.rng = random.Random(7)
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        """Something a server got wrong: recorded and shown, the run goes on (figures count successes)."""
+        log(f"WARNING {message}")
+        self.warnings.append(message)
 
     # --- archive --------------------------------------------------------------------
 
@@ -162,7 +168,9 @@ class Bench:
         all_times = clients.find_interleaved(endpoints, [clients.study_query(uid=u) for u in uids])
         for side, times in zip(sides, all_times, strict=True):
             if set(times.matches) != {1} or set(times.statuses) != {0}:
-                raise RuntimeError(f"{side.name}: C-FIND by UID answered {set(times.matches)} matches")
+                self.warn(
+                    f"{side.name}: C-FIND by UID answered {set(times.matches)} matches, {set(times.statuses)}"
+                )
             values[side.name] = median(times.seconds) * 1000
             details[side.name] = {
                 "p90_ms": round(percentile(times.seconds, 0.9) * 1000, 2),
@@ -192,7 +200,7 @@ class Bench:
         all_times = clients.find_interleaved(endpoints, [query] * (runs + 1), warmup=1)
         for side, times in zip(sides, all_times, strict=True):
             if set(times.matches) != {self.plan.find_set}:
-                raise RuntimeError(f"{side.name}: expected {self.plan.find_set} matches, got {times.matches}")
+                self.warn(f"{side.name}: expected {self.plan.find_set} matches, got {times.matches}")
             values[side.name] = median(times.seconds) * 1000
             details[side.name] = {"runs_ms": [round(t * 1000, 1) for t in times.seconds]}
         if record:
@@ -281,7 +289,7 @@ class Bench:
             for side in self.stack.sides:
                 run = clients.store_parallel(side.aet, side.port, self.fresh_files(n), associations)
                 if run.failed or run.ok != n:
-                    raise RuntimeError(f"{side.name}: {run.failed} C-STOREs failed")
+                    self.warn(f"{side.name}: {run.failed} of {n} C-STOREs failed ({associations} assoc.)")
                 runs[side.name] = run
             limit = rest[associations].per_second
             self.rows.append(
@@ -340,9 +348,10 @@ class Bench:
         for side in self.stack.sides:
             before = dest.received
             run = clients.move_studies(side.aet, side.port, [s.study_uid for s in studies], dest.aet)
-            if not dest.wait_for(before + total) or set(run.statuses) != {0}:
-                raise RuntimeError(f"{side.name}: C-MOVE delivered {dest.received - before}/{total}")
-            rates[side.name] = total / run.seconds
+            delivered = total if dest.wait_for(before + total) else dest.received - before
+            if delivered != total or set(run.statuses) != {0}:
+                self.warn(f"{side.name}: C-MOVE delivered {delivered}/{total}, statuses {set(run.statuses)}")
+            rates[side.name] = delivered / run.seconds
             details[side.name] = {"pending_responses": run.pending, "reported_completed": run.completed}
         # The alternative: Orthanc pushes the study itself (what the plugin does), asked over REST.
         before = dest.received
@@ -511,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         "baselines": bench.baselines,
         "scaling": bench.scaling,
         "memory": memory_result,
+        "warnings": bench.warnings,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(args.json, payload)
@@ -535,5 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for point in bench.scaling:
         print(f"scaling: {point}")
+    for warning in bench.warnings:
+        print(f"WARNING: {warning}")
     print(f"\n{args.json} written in {payload['seconds']} s")
     return 0

@@ -143,7 +143,8 @@ class StoreRun:
 
     @property
     def per_second(self) -> float:
-        return self.instances / self.seconds if self.seconds else 0.0
+        """Successful stores per second."""
+        return self.ok / self.seconds if self.seconds else 0.0
 
 
 def store_parallel(aet: str, port: int, blobs: list[bytes], associations: int) -> StoreRun:
