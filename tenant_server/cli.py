@@ -34,9 +34,9 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
-    # Block before any thread starts: threads inherit the mask, so SIGTERM can only reach
-    # sigwait below. A thread that did not block it would take the default action and
-    # kill the process mid C-STORE.
+    # Block before any thread starts (threads inherit the mask): a SIGTERM that arrives
+    # while the servers start waits for sigwait below, instead of reaching a thread that
+    # does not block it and killing the process with the default action.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         settings = select_servers(load_settings(args.config), args.server)

@@ -1,10 +1,18 @@
-"""Make each DIMSE exchange fast on our side of the socket, whatever the client does.
+"""Make each DIMSE exchange fast on our side of the socket, whatever the client does, and
+never let a silent peer hold a thread forever.
 
 A DIMSE message leaves as several small writes; Nagle's algorithm holds the later ones
 until the peer acknowledges, and the peer delays its ACK by 40 ms or more. Measured
 (docs/performance.md): ~90 ms per C-FIND and ~11 C-STOREs/s otherwise. ``TCP_NODELAY``
 stops our sends from waiting; ``TCP_QUICKACK``, re-armed after every receive because
 Linux clears it, acknowledges the client at once so its Nagle does not wait either.
+
+pynetdicom leaves sockets blocking without a timeout. A peer that sends the start of a
+PDU and then nothing (or stops reading our answers) blocks its DUL thread in ``recv`` (or
+``send``) for as long as it keeps the connection open: the idle timeout cannot fire, the
+association never ends, and it counts against MaxAssociations and the shutdown. A socket
+timeout of ``network_timeout`` (DicomScpTimeout) turns that into the transport error
+pynetdicom already handles.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ def tune_association(event: evt.Event) -> None:
     raw = getattr(wrapper, "socket", None)
     if wrapper is None or raw is None:
         return
+    timeout = event.assoc.network_timeout
+    if timeout:
+        with contextlib.suppress(OSError):
+            raw.settimeout(timeout)
     _set(raw, socket.TCP_NODELAY)
     if QUICKACK is None:
         return

@@ -29,7 +29,8 @@ import requests
 from local_orthanc import OrthancHandle
 from local_orthanc.server import free_port
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_context
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
@@ -39,6 +40,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tenant_server.orthanc import orthanc_id
+from tests.helpers.tenants import StorageScp
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = os.environ.get("MTDICOM_LONG") == "1"
@@ -376,6 +378,31 @@ class FaultProxy:
             b.close()
 
 
+# --- a light C-MOVE destination ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def ct_destination(aet: str) -> Iterator[StorageScp]:
+    """A C-MOVE destination for the synthetic CT instances only.
+
+    The shared fixture accepts every storage class in every transfer syntax, and pynetdicom
+    deep-copies all of that for each association it accepts (~170 ms of CPU): under load
+    in the test process that, not the server under test, would set the pace of C-MOVEs.
+    """
+    scp = StorageScp(aet, free_port())
+    ae = AE(ae_title=aet)
+    ae.maximum_associations = 200
+    ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    server = ae.start_server(
+        ("127.0.0.1", scp.port), block=False, evt_handlers=[(evt.EVT_C_STORE, scp.on_store)]
+    )
+    assert server is not None
+    try:
+        yield scp
+    finally:
+        server.shutdown()
+
+
 # --- DICOM clients ---------------------------------------------------------------------------
 
 
@@ -407,6 +434,25 @@ def associate(
     return ae.associate("127.0.0.1", port, **kwargs)
 
 
+def pause_reactor(assoc: Association, timeout: float = 1.0) -> None:
+    """Work around a pynetdicom requestor race before sending a request.
+
+    ``send_c_*`` clears the reactor checkpoint and waits for ``_is_paused``; but the flag is
+    still True for a moment after the reactor was released by the previous exchange, so
+    the reactor can run on and take the next response off the DIMSE queue: the caller
+    then waits DIMSE timeout for an answer the server did send (about 1 in 700 exchanges
+    here, more the faster the server answers; dcmtk clients never lose one). Waiting until
+    the reactor really blocks on the checkpoint closes the window.
+    """
+    checkpoint: Any = assoc._reactor_checkpoint
+    checkpoint.clear()
+    deadline = time.monotonic() + timeout
+    while not (assoc._is_paused and checkpoint._cond._waiters) and time.monotonic() < deadline:
+        if not assoc.is_alive():
+            return
+        time.sleep(0.0001)
+
+
 def rejection(assoc: Association) -> tuple[int, int, int] | None:
     """The A-ASSOCIATE-RJ (result, source, reason) of a rejected association."""
     if not assoc.is_rejected:
@@ -426,8 +472,9 @@ def study_query(study_uid: str = "", **keys: Any) -> Dataset:
 
 def find(assoc: Association, query: Dataset) -> tuple[int, list[Dataset]]:
     """Final status and the matches of one C-FIND."""
-    answers = []
+    answers: list[Dataset] = []
     final = -1
+    pause_reactor(assoc)
     for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
         if not status:
             return -1, answers  # no answer: timeout or abort
@@ -440,6 +487,7 @@ def find(assoc: Association, query: Dataset) -> tuple[int, list[Dataset]]:
 def move(assoc: Association, query: Dataset, destination: str) -> tuple[int, int]:
     """Final status and the number of completed sub-operations of one C-MOVE."""
     final, completed = -1, 0
+    pause_reactor(assoc)
     for status, _ in assoc.send_c_move(query, destination, StudyRootQueryRetrieveInformationModelMove):
         if not status:
             return -1, completed
@@ -449,8 +497,15 @@ def move(assoc: Association, query: Dataset, destination: str) -> tuple[int, int
 
 
 def store(assoc: Association, ds: Dataset) -> int:
+    pause_reactor(assoc)
     status = assoc.send_c_store(ds)
-    return int(status.Status) if status else -1
+    return int(status.Status) if "Status" in status else -1
+
+
+def echo(assoc: Association) -> int:
+    pause_reactor(assoc)
+    status = assoc.send_c_echo()
+    return int(status.Status) if "Status" in status else -1
 
 
 def labelled_instances(url: str, auth: tuple[str, str], label: str) -> set[str]:
@@ -501,12 +556,15 @@ __all__ = [
     "build_context",
     "client_ae",
     "client_tls",
+    "ct_destination",
+    "echo",
     "find",
     "instance_ids",
     "labelled_instances",
     "long_or",
     "make_pki",
     "move",
+    "pause_reactor",
     "process_config",
     "process_stats",
     "rejection",

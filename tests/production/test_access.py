@@ -14,7 +14,7 @@ from local_orthanc.server import free_port
 from local_orthanc.synthetic import StudySpec, study_instances
 
 from tests.helpers.tenants import StorageScp, run_tenants, tenant_config
-from tests.production.support import DCMTK, associate, find, move, rejection, store, study_query
+from tests.production.support import DCMTK, associate, echo, find, move, rejection, store, study_query
 
 REJECT_CALLING_AET = (0x01, 0x01, 0x03)
 REJECT_CALLED_AET = (0x01, 0x01, 0x07)
@@ -48,7 +48,7 @@ def test_allowed_callers_by_aet(orthanc: OrthancHandle, port: int, label: str) -
     with run_tenants(config):
         assoc = associate(port, "ACL", "MODALITY")
         assert assoc.is_established
-        assert assoc.send_c_echo().Status == 0
+        assert echo(assoc) == 0
         assoc.release()
         assoc = associate(port, "ACL", "modality")  # StrictAetComparison false: case-insensitive
         assert assoc.is_established
@@ -86,7 +86,7 @@ def test_host_checked_on_every_request_with_global_rules(
     with run_tenants(config):
         spoofed = associate(port, "ACL", "MODALITY", bind_address=("127.0.0.2", 0))
         assert spoofed.is_established
-        assert spoofed.send_c_echo().Status == 0
+        assert echo(spoofed) == 0
         assert find(spoofed, study_query(stored_study.study_uid))[0] == NOT_AUTHORIZED
         spoofed.release()
         genuine = associate(port, "ACL", "MODALITY", bind_address=("127.0.0.1", 0))
@@ -115,7 +115,7 @@ def test_permissions_per_caller(
     )
     with run_tenants(config):
         viewer = associate(port, "ACL", "VIEWER")
-        assert viewer.send_c_echo().Status == 0
+        assert echo(viewer) == 0
         status, answers = find(viewer, study_query(stored_study.study_uid))
         assert (status, len(answers)) == (0, 1)
         new_instance = next(study_instances(StudySpec()))

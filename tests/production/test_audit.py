@@ -17,6 +17,7 @@ from tests.helpers.tenants import StorageScp
 from tests.production.support import (
     ServerProcess,
     associate,
+    echo,
     find,
     move,
     process_config,
@@ -47,7 +48,7 @@ def traffic(
     spec = StudySpec(patient_name=NAME, patient_id=PATIENT_ID, study_description=NAME)
     with server_process(config) as server:
         modality = associate(port, "AUDIT", "MODALITY")
-        assert modality.send_c_echo().Status == 0
+        assert echo(modality) == 0
         assert [store(modality, ds) for ds in study_instances(spec)] == [0, 0]
         status, answers = find(modality, study_query(PatientName="Zyxwvut*", PatientID=""))
         assert (status, len(answers)) == (0, 1)

@@ -16,7 +16,7 @@ from tenant_server.config import parse_settings
 from tenant_server.health import start_health_server
 from tenant_server.server import TenantServers
 from tests.helpers.tenants import tenant_config
-from tests.production.support import associate, find, study_query
+from tests.production.support import associate, echo, find, study_query
 
 
 @contextmanager
@@ -50,7 +50,7 @@ def test_probes_and_metrics_with_orthanc_up(orthanc: OrthancHandle, label: str) 
         assert requests.get(url + "/nothing", timeout=5).status_code == 404
 
         assoc = associate(port, "HEALTH")
-        assert assoc.send_c_echo().Status == 0
+        assert echo(assoc) == 0
         assert find(assoc, study_query("1.2.3.404"))[0] == 0
         assoc.release()
         time.sleep(0.2)

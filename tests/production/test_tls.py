@@ -23,6 +23,7 @@ from tests.production.support import (
     Pki,
     associate,
     client_tls,
+    echo,
     find,
     study_query,
     tls_context_for_old_protocol,
@@ -59,7 +60,7 @@ def test_client_with_a_valid_certificate(mutual: tuple[int, TenantServers], pki:
     port, _ = mutual
     assoc = associate(port, "TLS", tls=client_tls(pki))
     assert assoc.is_established
-    assert assoc.send_c_echo().Status == 0
+    assert echo(assoc) == 0
     assert find(assoc, study_query("1.2.3.4.5.404")) == (0, [])
     assoc.release()
 
@@ -124,7 +125,7 @@ def test_server_only_tls(orthanc: OrthancHandle, pki: Pki, label: str) -> None:
     with run_tenants(config):
         assoc = associate(port, "TLS", tls=client_tls(pki, cert=None))
         assert assoc.is_established
-        assert assoc.send_c_echo().Status == 0
+        assert echo(assoc) == 0
         assoc.release()
 
 
