@@ -7,18 +7,21 @@ Deployments that mount them.
 
 from __future__ import annotations
 
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from mtdicom_operator import naming
 from mtdicom_operator.builders import Owner, build_children
-from mtdicom_operator.kube import CONFIGMAPS, DEPLOYMENTS, SERVICES, Kube, KubeError
+from mtdicom_operator.kube import CONFIGMAPS, DEPLOYMENTS, SERVICES, Kind, Kube, KubeError
 from mtdicom_operator.patching import patch_for, with_last_applied
 
 logger = logging.getLogger(__name__)
 
 CREATE_ORDER = (CONFIGMAPS, DEPLOYMENTS, SERVICES)
+PARALLEL_WRITES = 8
 DELETE_ORDER = (SERVICES, DEPLOYMENTS, CONFIGMAPS)
 
 
@@ -75,27 +78,17 @@ def reconcile_children(
 
     for kind in CREATE_ORDER:
         live = live_by_kind[kind.kind]
-        for child in (c for c in desired if c["kind"] == kind.kind):
-            name = child["metadata"]["name"]
-            label = f"{kind.kind}/{name}"
-            if name not in live:
-                try:
-                    kube.create(kind, owner.namespace, child)
-                except KubeError as exc:
-                    if exc.conflict:
-                        # Ours would have been listed: this name belongs to someone else.
-                        raise KubeError(
-                            409, "AlreadyExists", f"{label} exists and is not controlled by {owner.name}"
-                        ) from exc
-                    raise
-                log.info("Created %s", label)
+        todo = [c for c in desired if c["kind"] == kind.kind]
+        # Within a kind the writes are independent: a few in flight hide the API latency
+        # (300 sequential round trips for 100 servers). Kinds stay ordered: ConfigMaps first.
+        with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_WRITES, len(todo)))) as pool:
+            apply = functools.partial(_apply, kube, kind, owner, live, log=log)
+            results = list(pool.map(apply, todo))
+        for label, verb in results:
+            if verb == "created":
                 outcome.created.append(label)
-            else:
-                patch = patch_for(live[name], child)
-                if patch:
-                    kube.patch(kind, owner.namespace, name, patch)
-                    log.info("Patched %s (%s)", label, ", ".join(sorted(_paths(patch))))
-                    outcome.updated.append(label)
+            elif verb == "updated":
+                outcome.updated.append(label)
 
     wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
     for kind in DELETE_ORDER:
@@ -105,6 +98,38 @@ def reconcile_children(
                 log.info("Deleted %s/%s (its server left the spec)", kind.kind, name)
                 outcome.deleted.append(f"{kind.kind}/{name}")
     return outcome
+
+
+def _apply(
+    kube: Kube,
+    kind: Kind,
+    owner: Owner,
+    live: dict[str, dict[str, Any]],
+    child: dict[str, Any],
+    *,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+) -> tuple[str, str]:
+    """Create or patch one child; returns its label and what was done."""
+    name = child["metadata"]["name"]
+    label = f"{kind.kind}/{name}"
+    if name not in live:
+        try:
+            kube.create(kind, owner.namespace, child)
+        except KubeError as exc:
+            if exc.conflict:
+                # Ours would have been listed: this name belongs to someone else.
+                raise KubeError(
+                    409, "AlreadyExists", f"{label} exists and is not controlled by {owner.name}"
+                ) from exc
+            raise
+        log.info("Created %s", label)
+        return label, "created"
+    patch = patch_for(live[name], child)
+    if not patch:
+        return label, "unchanged"
+    kube.patch(kind, owner.namespace, name, patch)
+    log.info("Patched %s (%s)", label, ", ".join(sorted(_paths(patch))))
+    return label, "updated"
 
 
 def _paths(patch: dict[str, Any], prefix: str = "") -> list[str]:

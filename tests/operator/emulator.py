@@ -100,7 +100,16 @@ class StampingEmulator(kmock.KubernetesEmulator):
     subresource.
     """
 
+    history: list[Any]
+
     async def _handle(self, request: Any) -> Any:
+        # kmock matches every request against all earlier ones (its request views), which
+        # grows quadratically: at 100 tenants each request took ~0.1 s. The history is kept
+        # here instead and kmock's own list trimmed to the request being served.
+        if not hasattr(self, "history"):
+            self.history = []
+        self.history.append(request)
+        del self._requests[:-1]
         if request.resource is not None and isinstance(request.data, dict | list):
             self._check_version(request)
             self._stamp(request)
@@ -123,6 +132,34 @@ class StampingEmulator(kmock.KubernetesEmulator):
                 raise kmock.KubernetesError(
                     status=422, reason="Invalid", message="the object has been modified"
                 )
+
+    def _KubernetesEmulator__get_objs(self, request: Any, strict: bool) -> list[Any]:
+        """kmock's object lookup without scanning every object for a named request."""
+        objects = self._objects._objects
+        if request.name is not None and (strict or request.namespace is not None):
+            found = objects.get((request.resource, request.namespace, request.name))
+            return [found] if found is not None else []
+        wanted = (request.resource.group, request.resource.version, request.resource.plural)
+        return [
+            obj
+            for (resource, namespace, name), obj in objects.items()
+            if (resource.group, resource.version, resource.plural) == wanted
+            and (namespace == request.namespace if strict else request.namespace in (None, namespace))
+            and (request.name is None or name == request.name)
+        ]
+
+    async def _serve_list(self, request: Any) -> Any:
+        """Lists honour equality label selectors, as a real API server does (kmock ignores them)."""
+        payload = await super()._serve_list(request)
+        selector = request.params.get("labelSelector")
+        if selector and isinstance(payload, dict):
+            wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+            payload["items"] = [
+                item
+                for item in payload["items"]
+                if all((item.get("metadata", {}).get("labels") or {}).get(k) == v for k, v in wanted.items())
+            ]
+        return payload
 
     def _has_status(self, resource: Any) -> bool:
         key = f"{resource.group}/{resource.version}/{resource.plural}".lstrip("/")
@@ -239,7 +276,7 @@ class Emulator:
 
     def recorded(self) -> list[Any]:
         assert self.handler is not None
-        return list(self.handler)
+        return list(getattr(self.handler, "history", []))
 
     def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
         config = {
