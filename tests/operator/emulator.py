@@ -69,6 +69,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/configmaps": {"kind": "ConfigMap", "namespaced": True},
     "v1/services": {"kind": "Service", "namespaced": True, "subresources": {"status"}},
     "v1/events": {"kind": "Event", "namespaced": True},
+    "v1/secrets": {"kind": "Secret", "namespaced": True},
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
     "apps/v1/deployments": {"kind": "Deployment", "namespaced": True, "subresources": {"status"}},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
@@ -82,6 +83,7 @@ PATHS = {
     "Service": "/api/v1/namespaces/{ns}/services",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
     "Event": "/api/v1/namespaces/{ns}/events",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
     KIND: f"/apis/{API_VERSION}/namespaces/{{ns}}/{PLURAL}",
 }
 
