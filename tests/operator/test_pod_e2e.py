@@ -36,7 +36,10 @@ from local_orthanc.synthetic import StudySpec, study_instances, to_bytes
 from mtdicom_operator.crd import KIND
 from pydicom.dataset import Dataset
 from pynetdicom import AE
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 from tests.helpers.orthanc import OrthancRest
 from tests.operator.conftest import new_resource, running_operator
