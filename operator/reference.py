@@ -83,7 +83,7 @@ def _type(schema: dict[str, Any]) -> str:
 
 def _range(low: Any, high: Any, unit: str) -> str:
     if low is not None and high is not None:
-        return f"{low}–{high}{unit}"
+        return f"{low} to {high}{unit}"
     return f"at least {low}{unit}" if low is not None else f"at most {high}{unit}"
 
 
