@@ -8,7 +8,7 @@ names, and a truncated result says so instead of ending with a silent Success.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ Values = dict[BaseTag, str | None]
 
 @dataclass
 class FindResult:
-    answers: list[Dataset]
+    answers: Iterable[Dataset]
     truncated: bool = False
 
 
@@ -141,7 +141,9 @@ class Finder:
         from_metadata = (
             query.level == "Instance" and SOP_CLASS_UID in tags and SOP_CLASS_UID not in query.constraints
         )
-        requested = [t for t in tags if not (from_metadata and t == SOP_CLASS_UID)]
+        requested = [t for t in tags if not (from_metadata and t == SOP_CLASS_UID)] + self._orthanc_counts(
+            query
+        )
         found, truncated = self._search(query, query.level, requested)
         values = []
         for item in found:
@@ -155,16 +157,32 @@ class Finder:
             values = [v for v, k in zip(values, keep, strict=True) if k]
         if query.level == "Series" and SERIES_INSTANCES in query.return_keys:
             counts = self.hierarchy.series_instance_counts(
-                {f["ID"]: v.get(SERIES_UID) or "" for f, v in zip(found, values, strict=True)}
+                {f["ID"]: v.get(SERIES_UID) or "" for f, v in zip(found, values, strict=True)},
+                {f["ID"]: int(f.get("RequestedTags", {}).get(hex_tag(SERIES_INSTANCES)) or 0) for f in found},
             )
             for f, v in zip(found, values, strict=True):
                 v[SERIES_INSTANCES] = str(counts[f["ID"]])
-        return FindResult([build_answer(query, v, self.aet) for v in values], truncated)
+        # Built while sent: the first answer leaves before the thousandth is encoded.
+        return FindResult((build_answer(query, v, self.aet) for v in values), truncated)
+
+    @staticmethod
+    def _orthanc_counts(query: Query) -> list[BaseTag]:
+        """Orthanc's computed counts to ask for alongside the search (corrected where needed)."""
+        keys = query.return_keys.keys()
+        if query.level == "Study" and keys & _STUDY_COMPUTED:
+            return [MODALITIES_IN_STUDY, STUDY_SERIES, STUDY_INSTANCES] + (
+                [SOP_CLASSES_IN_STUDY] if SOP_CLASSES_IN_STUDY in keys else []
+            )
+        if query.level == "Series" and SERIES_INSTANCES in keys:
+            return [SERIES_INSTANCES]
+        if query.level == "Patient" and keys & {PATIENT_SERIES, PATIENT_INSTANCES}:
+            return [STUDY_SERIES, STUDY_INSTANCES]
+        return []
 
     def _add_study_stats(self, query: Query, found: list[dict[str, Any]], values: list[Values]) -> list[bool]:
         """Fill the study-level computed keys; False for studies whose visible modalities miss the filter."""
         studies = {f["ID"]: v.get(STUDY_UID) or "" for f, v in zip(found, values, strict=True)}
-        stats = self.hierarchy.study_stats(studies)
+        stats = self.hierarchy.study_stats(studies, {f["ID"]: f.get("RequestedTags", {}) for f in found})
         wanted = query.constraints.get(MODALITIES_IN_STUDY)
         keep = []
         for item, entry in zip(found, values, strict=True):
@@ -180,7 +198,7 @@ class Finder:
         """Patients are shared in Orthanc (keyed by PatientID alone), so a tenant sees a patient
         through its own studies: demographics and counts come from those studies only."""
         tags = [t for t in query.return_keys if t not in _COMPUTED_HERE] + [PATIENT_ID]
-        studies, _ = self._search(query, "Study", [*tags, STUDY_UID])
+        studies, _ = self._search(query, "Study", [*tags, STUDY_UID, *self._orthanc_counts(query)])
         by_patient: dict[str, list[dict[str, Any]]] = {}
         for study in studies:
             by_patient.setdefault(study.get("ParentPatient", ""), []).append(study)
@@ -192,17 +210,18 @@ class Finder:
         stats = {}
         if query.return_keys.keys() & {PATIENT_SERIES, PATIENT_INSTANCES}:
             stats = self.hierarchy.study_stats(
-                {s["ID"]: s.get("RequestedTags", {}).get(hex_tag(STUDY_UID), "") for g in groups for s in g}
+                {s["ID"]: s.get("RequestedTags", {}).get(hex_tag(STUDY_UID), "") for g in groups for s in g},
+                {s["ID"]: s.get("RequestedTags", {}) for g in groups for s in g},
             )
-        answers = []
+        entries = []
         for group in groups:
             entry = self._values(group[0], tags)
             entry[PATIENT_STUDIES] = str(len(group))
             if stats:
                 entry[PATIENT_SERIES] = str(sum(stats[s["ID"]].series for s in group))
                 entry[PATIENT_INSTANCES] = str(sum(stats[s["ID"]].instances for s in group))
-            answers.append(build_answer(query, entry, self.aet))
-        return FindResult(answers, truncated)
+            entries.append(entry)
+        return FindResult((build_answer(query, e, self.aet) for e in entries), truncated)
 
 
 _STUDY_COMPUTED = {MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY, STUDY_SERIES, STUDY_INSTANCES}

@@ -61,6 +61,9 @@ class OrthancClient:
         if session is None:
             session = requests.Session()
             session.auth = self._auth
+            # Proxy and CA-bundle lookups from the environment on every call cost ~1 ms of
+            # CPU each (profiled); the tenant server talks to one known Orthanc, not the web.
+            session.trust_env = False
             adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -99,6 +102,13 @@ class OrthancClient:
         result = self._json(reply, "/tools/find")
         if not isinstance(result, list):
             raise OrthancError("/tools/find: answer is not a list")
+        return result
+
+    def labels_in_use(self) -> list[str]:
+        """Every label present in the database (``/tools/labels``)."""
+        result: list[str] = self._json(
+            self._call("GET", "/tools/labels", "/tools/labels"), "GET /tools/labels"
+        )
         return result
 
     def count(self, body: dict[str, Any]) -> int:

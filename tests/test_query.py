@@ -328,3 +328,45 @@ def test_c_cancel_stops_a_running_find(ours: dict[str, int], rest: OrthancRest) 
         assoc.release()
     assert statuses[-1] == 0xFE00
     assert answers < 300
+
+
+def test_counts_leave_out_children_of_another_tenant(ours: dict[str, int], rest: OrthancRest) -> None:
+    """Orthanc's own counts include every child; ours only what the tenant may retrieve."""
+    spec = StudySpec()
+    own_series = generate_uid()
+    spec.modality = "CT"
+    for number in (1, 2):
+        rest.store_with_labels(to_bytes(make_instance(spec, own_series, 1, number)), ["compat_a"])
+    spec.modality = "US"  # another tenant's series planted in the study
+    rest.store_with_labels(
+        to_bytes(make_instance(spec, generate_uid(), 2, 1)), ["compat_b"], ("Series", "Instance")
+    )
+    spec.modality = "CT"  # another tenant's instance planted in our series
+    rest.store_with_labels(to_bytes(make_instance(spec, own_series, 1, 3)), ["compat_b"], ("Instance",))
+    spec.modality = "SR"  # an unlabelled series follows its study
+    rest.upload(to_bytes(make_instance(spec, generate_uid(), 3, 1)))
+
+    (study,), _ = find(
+        ours["OURS_A"],
+        "OURS_A",
+        identifier(
+            "STUDY",
+            StudyInstanceUID=spec.study_uid,
+            ModalitiesInStudy="",
+            NumberOfStudyRelatedSeries="",
+            NumberOfStudyRelatedInstances="",
+        ),
+    )
+    assert set(study.ModalitiesInStudy) == {"CT", "SR"}
+    assert (study.NumberOfStudyRelatedSeries, study.NumberOfStudyRelatedInstances) == (2, 3)
+    series, _ = find(
+        ours["OURS_A"],
+        "OURS_A",
+        identifier(
+            "SERIES",
+            StudyInstanceUID=spec.study_uid,
+            SeriesInstanceUID=own_series,
+            NumberOfSeriesRelatedInstances="",
+        ),
+    )
+    assert [s.NumberOfSeriesRelatedInstances for s in series] == [2]
