@@ -27,7 +27,8 @@ CLUSTER_RULES: Final[list[Rule]] = [
         "verbs": ["list", "watch"],
     },
     # In namespaced mode (--namespace), kopf lists and watches namespaces to follow them
-    # appearing and disappearing; without the grant it warns and serves the given names only.
+    # appearing and disappearing. Without the grant kopf does fall back to the given names,
+    # but only after retrying the refused list for about a minute at every start.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
 
