@@ -80,7 +80,7 @@ json_values = st.recursive(
 json_objects = st.dictionaries(st.sampled_from("abcdef"), json_values, max_size=4)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(json_objects, json_objects, json_objects)
 def test_patch_brings_live_to_desired_and_removes_what_we_dropped(
     live: dict[str, Any], desired: dict[str, Any], previous: dict[str, Any]
