@@ -51,6 +51,10 @@ def current_status(
         invalid = invalid_message(spec)
     observed = memo.get("observed_generation", previous.get("observedGeneration"))
     reconciled = memo.get("reconciled_spec") == spec_digest(spec)
+    if memo.get("reconciled_spec") is None and owner.generation is not None:
+        # Just restarted: trust the status a previous run wrote for this very generation,
+        # so that Ready does not blink to False on every operator restart.
+        reconciled = previous.get("observedGeneration") == owner.generation
     entries: list[dict[str, Any]] = []
     failures: list[str] = []
     if invalid is None:

@@ -6,11 +6,14 @@ import copy
 import re
 from typing import Any
 
+import kopf
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mtdicom_operator import naming
+from mtdicom_operator.builders import Owner, desired_servers
 from mtdicom_operator.crd import AET_PATTERN, apply_defaults, validate_spec
+from mtdicom_operator.handlers.common import current_status
 from mtdicom_operator.patching import apply_merge_patch, contains, merge_patch, patch_for, with_last_applied
 from mtdicom_operator.status import (
     DeploymentState,
@@ -339,3 +342,24 @@ def test_deployment_state_from_a_body() -> None:
     assert state.replicas == 3 and state.ready_replicas == 1 and state.updated_replicas == 0
     assert state.config_hash == "abc"
     assert state.failure == "ProgressDeadlineExceeded: slow"
+
+
+def test_a_restarted_operator_keeps_a_ready_resource_ready() -> None:
+    spec = hello_spec()
+    body: Any = {
+        "apiVersion": "mtdicom.io/v1alpha1",
+        "kind": "MultitenantDicomServer",
+        "metadata": {"name": "t", "namespace": "pacs", "uid": "u1", "generation": 4},
+        "spec": spec,
+        "status": {"observedGeneration": 4},
+    }
+    desired = desired_servers(Owner("t", "pacs", "u1", 4), spec)
+    deployments = [DeploymentState(d.name, 1, 1, 1, 1, 1, 1, d.config_hash, None) for d in desired]
+    services = [ServiceState(d.name, "ClusterIP", d.port, None, ()) for d in desired]
+    index_d: Any = {("pacs", "u1"): deployments}
+    index_s: Any = {("pacs", "u1"): services}
+    status = current_status(kopf.Body(body), kopf.Memo(), index_d, index_s)
+    assert conditions(status)["Ready"] == ("True", "AllServersReady")
+    body["metadata"]["generation"] = 5  # a spec change the new run has not applied yet
+    status = current_status(kopf.Body(body), kopf.Memo(), index_d, index_s)
+    assert conditions(status)["Ready"] == ("False", "Reconciling")
