@@ -153,6 +153,11 @@ operator/rbac.py.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# With --namespace, kopf lists and watches namespaces to follow them appearing; without
+# the grant it retries the refused list for about a minute at every start.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
 {{- end }}
 
 {{/*
