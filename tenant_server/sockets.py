@@ -13,18 +13,32 @@ PDU and then nothing (or stops reading our answers) blocks its DUL thread in ``r
 association never ends, and it counts against MaxAssociations and the shutdown. A socket
 timeout of ``network_timeout`` (DicomScpTimeout) turns that into the transport error
 pynetdicom already handles.
+
+pynetdicom's two threads per association poll every millisecond, busy or idle: about 2,000
+wake-ups a second per association. Twenty idle associations kept one core (and the GIL)
+busy; with fifty, requests waited seconds for the GIL and clients hit DIMSE timeouts.
+``calm`` makes an accepted association's threads wait for work instead: the DUL thread in
+``select`` on the socket and on a wake-up pair poked whenever a primitive is queued for
+sending, the association's reactor until a DIMSE message or an ACSE primitive (release,
+abort) is queued for it. Both still look around every ``CALM_WAIT`` (timers, shutdown).
+Latency is unchanged: a PDU, a queued answer or a release request wakes its thread at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
+import select
 import socket
+import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import evt
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+CALM_WAIT = 0.05  # seconds an idle association's threads wait before looking around again
 
 
 def _set(sock: socket.socket, option: int) -> None:
@@ -59,4 +73,90 @@ def tune_association(event: evt.Event) -> None:
     _set(raw, quickack)
 
 
-TUNING_HANDLERS = [(evt.EVT_CONN_OPEN, tune_association)]
+def calm(assoc: Any) -> None:
+    """Replace pynetdicom's 1 ms polling by waits that end as soon as there is work.
+
+    For an association whose DUL thread has not started (accepted ones, at EVT_CONN_OPEN)
+    or is the caller (outgoing ones connect from it).
+    """
+    dul, dimse, transport = assoc.dul, assoc.dimse, assoc.dul.socket
+    waker, wakee = socket.socketpair()
+    waker.setblocking(False)
+    wakee.setblocking(False)
+    assoc.calm_pair = (waker, wakee)
+
+    def poke() -> None:
+        with contextlib.suppress(OSError):
+            waker.send(b"\0")
+
+    # The DUL: woken by the peer's bytes or by a primitive queued for sending.
+    provider_queue = dul.to_provider_queue
+    provider_queue.put = _then(provider_queue.put, poke)
+    is_transport_event = dul._is_transport_event
+
+    def wait_then_check() -> bool:
+        raw = transport.socket
+        idle = (
+            raw is not None
+            and not dul._kill_thread
+            and dul.event_queue.empty()
+            and provider_queue.empty()
+            and not (isinstance(raw, ssl.SSLSocket) and raw.pending())
+        )
+        if idle:
+            with contextlib.suppress(OSError, ValueError):  # closed meanwhile: the check below tells
+                readable, _, _ = select.select([raw, wakee], [], [], CALM_WAIT)
+                if wakee in readable:
+                    with contextlib.suppress(OSError):
+                        wakee.recv(4096)
+        result: bool = is_transport_event()
+        return result
+
+    dul._is_transport_event = wait_then_check
+
+    # The reactor: woken by a DIMSE message or an ACSE primitive (release, abort) for it.
+    arrived = threading.Event()
+    for incoming in (dimse.msg_queue, dul.to_user_queue):
+        incoming.put = _then(incoming.put, arrived.set)
+    get_msg = dimse.get_msg
+
+    def get_msg_waiting(block: bool = False) -> Any:
+        if block:  # a send_c_*() waiting for its answer: unchanged
+            return get_msg(block)
+        arrived.clear()
+        with contextlib.suppress(queue.Empty):
+            return dimse.msg_queue.get_nowait()
+        arrived.wait(CALM_WAIT)
+        try:
+            return dimse.msg_queue.get_nowait()
+        except queue.Empty:
+            return None, None  # nothing for DIMSE: the reactor goes on to its other checks
+
+    dimse.get_msg = get_msg_waiting
+
+
+def _then(put: Callable[..., None], after: Callable[[], Any]) -> Callable[..., None]:
+    def put_then(item: Any, block: bool = True, timeout: float | None = None) -> None:
+        put(item, block, timeout)
+        after()
+
+    return put_then
+
+
+def calm_accepted(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler: calm an accepted association (outgoing ones keep pynetdicom's loops)."""
+    if event.assoc.is_acceptor:
+        calm(event.assoc)
+
+
+def release_calm(event: evt.Event) -> None:
+    """EVT_CONN_CLOSE handler: close the wake-up pair with the connection."""
+    for end in getattr(event.assoc, "calm_pair", ()):
+        end.close()
+
+
+TUNING_HANDLERS = [
+    (evt.EVT_CONN_OPEN, tune_association),
+    (evt.EVT_CONN_OPEN, calm_accepted),
+    (evt.EVT_CONN_CLOSE, release_calm),
+]
