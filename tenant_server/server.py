@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -223,6 +223,9 @@ class AssociationLifecycle:
 
 class TenantServers:
     def __init__(self, settings: Settings, telemetry: Telemetry | None = None) -> None:
+        # pynetdicom's "standard" handlers format every PDU and DIMSE message for its debug
+        # log (about 6 % of the CPU under load), which audit.configure_logging caps at WARNING.
+        _config.LOG_HANDLER_LEVEL = "none"
         self.settings = settings
         self.telemetry = telemetry or Telemetry()
         self.client = OrthancClient(

@@ -12,7 +12,8 @@ PDU and then nothing (or stops reading our answers) blocks its DUL thread in ``r
 ``send``) for as long as it keeps the connection open: the idle timeout cannot fire, the
 association never ends, and it counts against MaxAssociations and the shutdown. A socket
 timeout of ``network_timeout`` (DicomScpTimeout) turns that into the transport error
-pynetdicom already handles.
+pynetdicom already handles. For the same reason a PDU announcing more than
+``MAX_PDU_BYTES`` closes the connection before anything is buffered.
 
 pynetdicom's two threads per association poll every millisecond, busy or idle: about 2,000
 wake-ups a second per association. Twenty idle associations kept one core (and the GIL)
@@ -39,6 +40,10 @@ from pynetdicom import evt
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 CALM_WAIT = 0.05  # seconds an idle association's threads wait before looking around again
+# pynetdicom reads a PDU of any announced length (up to 4 GiB) into memory before decoding
+# it, whatever maximum length was negotiated. Legitimate PDUs are at most MaximumPduLength
+# (131072 at most here) or an association request of a few dozen kB.
+MAX_PDU_BYTES = 1 << 20
 
 
 def _set(sock: socket.socket, option: int) -> None:
@@ -57,20 +62,20 @@ def tune_association(event: evt.Event) -> None:
         with contextlib.suppress(OSError):
             raw.settimeout(timeout)
     _set(raw, socket.TCP_NODELAY)
-    if QUICKACK is None:
-        return
-    quickack: int = QUICKACK
     original: Callable[[int], Any] = wrapper.recv
 
-    def recv_with_quickack(nr_bytes: int) -> Any:
+    def recv_bounded(nr_bytes: int) -> Any:
+        if nr_bytes > MAX_PDU_BYTES:  # raised as a transport error: pynetdicom closes the connection
+            raise OSError(f"a PDU of {nr_bytes} bytes exceeds the {MAX_PDU_BYTES} bytes accepted")
         data = original(nr_bytes)
         current = getattr(wrapper, "socket", None)
-        if current is not None:
-            _set(current, quickack)
+        if current is not None and QUICKACK is not None:
+            _set(current, QUICKACK)
         return data
 
-    wrapper.recv = recv_with_quickack
-    _set(raw, quickack)
+    wrapper.recv = recv_bounded
+    if QUICKACK is not None:
+        _set(raw, QUICKACK)
 
 
 def calm(assoc: Any) -> None:
@@ -85,9 +90,12 @@ def calm(assoc: Any) -> None:
     wakee.setblocking(False)
     assoc.calm_pair = (waker, wakee)
 
+    waiting = False  # the DUL is (about to be) in select: a queued primitive must wake it
+
     def poke() -> None:
-        with contextlib.suppress(OSError):
-            waker.send(b"\0")
+        if waiting:
+            with contextlib.suppress(OSError):
+                waker.send(b"\0")
 
     # The DUL: woken by the peer's bytes or by a primitive queued for sending.
     provider_queue = dul.to_provider_queue
@@ -95,6 +103,8 @@ def calm(assoc: Any) -> None:
     is_transport_event = dul._is_transport_event
 
     def wait_then_check() -> bool:
+        nonlocal waiting
+        waiting = True  # before looking at the queue: a put from now on pokes
         raw = transport.socket
         idle = (
             raw is not None
@@ -109,6 +119,7 @@ def calm(assoc: Any) -> None:
                 if wakee in readable:
                     with contextlib.suppress(OSError):
                         wakee.recv(4096)
+        waiting = False
         result: bool = is_transport_event()
         return result
 
@@ -116,6 +127,7 @@ def calm(assoc: Any) -> None:
 
     # The reactor: woken by a DIMSE message or an ACSE primitive (release, abort) for it.
     arrived = threading.Event()
+    assoc.calm_wake = arrived  # set() it to have the reactor look around at once
     for incoming in (dimse.msg_queue, dul.to_user_queue):
         incoming.put = _then(incoming.put, arrived.set)
     get_msg = dimse.get_msg

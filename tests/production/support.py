@@ -40,6 +40,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tenant_server.orthanc import orthanc_id
+from tenant_server.sockets import calm
 from tests.helpers.tenants import StorageScp
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +65,12 @@ def process_stats(pid: int) -> dict[str, int]:
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
         "rss_kb": int(fields["VmRSS"].strip().split()[0]),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
@@ -426,12 +433,18 @@ def associate(
     ae: AE | None = None,
 ) -> Association:
     ae = ae or client_ae(calling)
-    kwargs: dict[str, Any] = {"ae_title": called}
+    # The server's calm waits for the test's own clients too: fifty of pynetdicom's polling
+    # requestors would otherwise saturate the test process and time out on their own.
+    kwargs: dict[str, Any] = {"ae_title": called, "evt_handlers": [(evt.EVT_CONN_OPEN, _calm_client)]}
     if tls is not None:
         kwargs["tls_args"] = (tls, "localhost")
     if bind_address is not None:
         kwargs["bind_address"] = bind_address
     return ae.associate("127.0.0.1", port, **kwargs)
+
+
+def _calm_client(event: evt.Event) -> None:
+    calm(event.assoc)
 
 
 def pause_reactor(assoc: Association, timeout: float = 1.0) -> None:
@@ -446,6 +459,9 @@ def pause_reactor(assoc: Association, timeout: float = 1.0) -> None:
     """
     checkpoint: Any = assoc._reactor_checkpoint
     checkpoint.clear()
+    wake = getattr(assoc, "calm_wake", None)
+    if wake is not None:
+        wake.set()  # a calm reactor waiting for a message: have it come round to the checkpoint now
     deadline = time.monotonic() + timeout
     while not (assoc._is_paused and checkpoint._cond._waiters) and time.monotonic() < deadline:
         if not assoc.is_alive():
@@ -556,6 +572,7 @@ __all__ = [
     "build_context",
     "client_ae",
     "client_tls",
+    "cpu_seconds",
     "ct_destination",
     "echo",
     "find",

@@ -467,6 +467,31 @@ def test_truncated_then_silent_peers_are_closed_after_the_scp_timeout(target: Ta
     assert target.server.alive()
 
 
+@pytest.mark.parametrize("after_association", [False, True], ids=["request", "p-data"])
+def test_oversized_pdu_is_refused_before_it_is_buffered(target: Target, after_association: bool) -> None:
+    """A PDU header announcing 200 MB: pynetdicom would read it all into memory."""
+    request = target.sessions["echo"].pdus[0]
+    before = target.server.stats()["rss_kb"]
+    sent = 0
+    with Conversation(target.port) as talk:
+        if after_association:
+            talk.send(request)
+            assert (talk.read() or b"\x00")[0] == 2
+        kind = 4 if after_association else 1
+        talk.sock.settimeout(10)
+        chunk = bytes(1 << 20)
+        try:
+            talk.sock.sendall(struct.pack(">BBL", kind, 0, 200 << 20))
+            while sent < 64 << 20:
+                talk.sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+    assert sent < 16 << 20, f"the server took {sent >> 20} MB of a 200 MB PDU"
+    assert target.server.stats()["rss_kb"] - before < 16_000
+    healthy(target)
+
+
 def test_report(target: Target) -> None:
     """The hypothesis cases, counted (the other tests print their own)."""
     print(f"\nhypothesis: {target.tally.total} cases")

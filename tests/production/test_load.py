@@ -35,6 +35,7 @@ from tests.production.support import (
     FaultProxy,
     ServerProcess,
     associate,
+    cpu_seconds,
     ct_destination,
     echo,
     find,
@@ -47,8 +48,8 @@ from tests.production.support import (
     study_query,
 )
 
-WORKERS = long_or(10, 50)
-DURATION = long_or(20.0, 180.0)
+WORKERS = int(os.environ.get("MTDICOM_LOAD_WORKERS") or long_or(10, 50))
+DURATION = float(os.environ.get("MTDICOM_LOAD_SECONDS") or long_or(20.0, 180.0))
 REASSOCIATE_EVERY = 25  # operations per association before a worker releases and reconnects
 RESULTS = os.environ.get("MTDICOM_LOAD_RESULTS")  # a file to write the figures to, if set
 
@@ -237,9 +238,22 @@ def test_mixed_load(orthanc: OrthancHandle, label: str, destination: StorageScp)
         sampler.start()
         ledger = Ledger()
         mix = (("store", 0.45), ("find", 0.4), ("move", 0.15))
+        orthanc_pid = getattr(getattr(orthanc, "_process", None), "pid", None)
+        cpu_before = (
+            cpu_seconds(server.pid),
+            cpu_seconds(orthanc_pid) if orthanc_pid else 0.0,
+            time.process_time(),
+        )
         started = time.monotonic()
         run_workers(port, ledger, spec.study_uid, mix, DURATION)
         elapsed = time.monotonic() - started
+        cpu = {
+            "server": round(100 * (cpu_seconds(server.pid) - cpu_before[0]) / elapsed),
+            "orthanc": round(100 * (cpu_seconds(orthanc_pid) - cpu_before[1]) / elapsed)
+            if orthanc_pid
+            else None,
+            "clients": round(100 * (time.process_time() - cpu_before[2]) / elapsed),
+        }
         after = settle(server, baseline)
         sampler.halt.set()
         sampler.join()
@@ -263,6 +277,8 @@ def test_mixed_load(orthanc: OrthancHandle, label: str, destination: StorageScp)
         "peak": {k: max(s[k] for s in sampler.samples) for k in ("threads", "fds", "rss_kb")},
         "after": after,
         "rss_kb_at_one_third": third,
+        "cpu_percent": cpu,
+        "cores": os.cpu_count(),
         "p50_ms": _percentiles(ledger, 0.5),
         "p95_ms": _percentiles(ledger, 0.95),
     }
