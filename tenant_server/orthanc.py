@@ -14,8 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+from urllib3.util.retry import Retry
 
 from tenant_server.config import OrthancConnection
+
+# Orthanc closes idle keep-alive connections; a call that meets one closed under it would
+# fail (seen under load as "ConnectionError"). Every call the tenant server makes is safe to
+# repeat: GET, label PUT and DELETE are idempotent, and a repeated POST /instances answers
+# AlreadyStored, which the store logic already handles.
+RETRIES = Retry(total=3, connect=3, read=2, status=0, other=0, backoff_factor=0.05, allowed_methods=None)
 
 LEVEL_ROUTES = {
     "Patient": "patients",
@@ -64,7 +71,7 @@ class OrthancClient:
             # Proxy and CA-bundle lookups from the environment on every call cost ~1 ms of
             # CPU each (profiled); the tenant server talks to one known Orthanc, not the web.
             session.trust_env = False
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4)
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=RETRIES)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.session = session
