@@ -11,18 +11,46 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 import requests
+from urllib3 import BaseHTTPResponse
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from tenant_server.config import OrthancConnection
 
-# Orthanc closes idle keep-alive connections; a call that meets one closed under it would
-# fail (seen under load as "ConnectionError"). Every call the tenant server makes is safe to
-# repeat: GET, label PUT and DELETE are idempotent, and a repeated POST /instances answers
-# AlreadyStored, which the store logic already handles.
-RETRIES = Retry(total=3, connect=3, read=2, status=0, other=0, backoff_factor=0.05, allowed_methods=None)
+
+class DisconnectRetry(Retry):
+    """Repeat a call that met a connection Orthanc closed, never one that timed out.
+
+    Orthanc closes idle keep-alive connections; a call meeting one closed under it failed
+    (seen under load as "ConnectionError"). Every call the tenant server makes is safe to
+    repeat: GET, label PUT and DELETE are idempotent, and a repeated POST /instances answers
+    AlreadyStored, which the store logic handles. A hung Orthanc must still fail the call
+    within its timeout, so timeouts are raised at once.
+    """
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> DisconnectRetry:
+        timed_out = isinstance(error, TimeoutError | ReadTimeoutError | ConnectTimeoutError)
+        if timed_out and not isinstance(error, NewConnectionError):  # refused is quick: retried
+            raise MaxRetryError(_pool, url, error)  # type: ignore[arg-type]
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+RETRIES = DisconnectRetry(
+    total=3, connect=3, read=2, status=0, other=0, backoff_factor=0.05, allowed_methods=None
+)
 
 LEVEL_ROUTES = {
     "Patient": "patients",
