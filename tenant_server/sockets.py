@@ -51,8 +51,30 @@ def _set(sock: socket.socket, option: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, option, 1)
 
 
+def guard_answers(assoc: Any) -> None:
+    """Keep an association's reactor from taking the answer a ``send_c_*()`` is waiting for.
+
+    ``send_c_*()`` clears the reactor checkpoint and waits for ``_is_paused``; but the flag
+    is still True for a moment after the previous exchange released the reactor, which then
+    runs on into ``get_msg`` and can take the next answer off the DIMSE queue: the sender
+    waits a whole DIMSE timeout for an answer the peer did send. Seen as stalled C-MOVE
+    sub-operations under load, and ~1 in 700 exchanges of a pynetdicom client. While the
+    checkpoint is cleared a sender owns the queue, so the reactor leaves it alone.
+    """
+    dimse, checkpoint = assoc.dimse, assoc._reactor_checkpoint
+    get_msg = dimse.get_msg
+
+    def get_msg_guarded(block: bool = False) -> Any:
+        if not block and not checkpoint.is_set():
+            return None, None
+        return get_msg(block)
+
+    dimse.get_msg = get_msg_guarded
+
+
 def tune_association(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler for both accepted and outgoing associations."""
+    guard_answers(event.assoc)
     wrapper: Any = event.assoc.dul.socket
     raw = getattr(wrapper, "socket", None)
     if wrapper is None or raw is None:
@@ -125,24 +147,45 @@ def calm(assoc: Any) -> None:
 
     dul._is_transport_event = wait_then_check
 
+    # pynetdicom's DUL sends *or* receives per loop, sending first: while answers queue up
+    # faster than they leave (a C-FIND streaming 300 matches), the peer's C-CANCEL or
+    # A-ABORT is not even read until the last one is sent. After each send, read first
+    # if the peer has sent something.
+    process_outgoing = dul._process_recv_primitive
+    sent_last = False
+
+    def take_turns() -> bool:
+        nonlocal sent_last
+        raw = transport.socket
+        if sent_last and raw is not None:
+            sent_last = False
+            with contextlib.suppress(OSError, ValueError):
+                if select.select([raw], [], [], 0)[0]:
+                    return False  # the loop goes on to read the peer's PDU
+        sent_last = bool(process_outgoing())
+        return sent_last
+
+    dul._process_recv_primitive = take_turns
+
     # The reactor: woken by a DIMSE message or an ACSE primitive (release, abort) for it.
     arrived = threading.Event()
     assoc.calm_wake = arrived  # set() it to have the reactor look around at once
     for incoming in (dimse.msg_queue, dul.to_user_queue):
         incoming.put = _then(incoming.put, arrived.set)
-    get_msg = dimse.get_msg
+    get_msg, checkpoint = dimse.get_msg, assoc._reactor_checkpoint
 
     def get_msg_waiting(block: bool = False) -> Any:
         if block:  # a send_c_*() waiting for its answer: unchanged
             return get_msg(block)
         arrived.clear()
-        with contextlib.suppress(queue.Empty):
-            return dimse.msg_queue.get_nowait()
+        if checkpoint.is_set():  # see guard_answers
+            with contextlib.suppress(queue.Empty):
+                return dimse.msg_queue.get_nowait()
         arrived.wait(CALM_WAIT)
-        try:
-            return dimse.msg_queue.get_nowait()
-        except queue.Empty:
-            return None, None  # nothing for DIMSE: the reactor goes on to its other checks
+        if checkpoint.is_set():
+            with contextlib.suppress(queue.Empty):
+                return dimse.msg_queue.get_nowait()
+        return None, None  # nothing for DIMSE: the reactor goes on to its other checks
 
     dimse.get_msg = get_msg_waiting
 

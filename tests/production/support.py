@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import ssl
@@ -192,11 +193,19 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def server_process(config: dict[str, Any], env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """A running server; its folder (config and output) is removed after a passing test,
+    kept after a failure or with ``MTDICOM_KEEP_LOGS=1``."""
     server = ServerProcess(config, env or {}).start()
+    failed = True
     try:
         yield server
+        failed = False
     finally:
         server.stop()
+        if failed or os.environ.get("MTDICOM_KEEP_LOGS"):
+            print(f"\ntenant server output kept in {server.workdir}")
+        else:
+            shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 def process_config(
@@ -448,20 +457,18 @@ def _calm_client(event: evt.Event) -> None:
 
 
 def pause_reactor(assoc: Association, timeout: float = 1.0) -> None:
-    """Work around a pynetdicom requestor race before sending a request.
+    """Have the association's reactor stop at its checkpoint before a request is sent.
 
-    ``send_c_*`` clears the reactor checkpoint and waits for ``_is_paused``; but the flag is
-    still True for a moment after the reactor was released by the previous exchange, so
-    the reactor can run on and take the next response off the DIMSE queue: the caller
-    then waits DIMSE timeout for an answer the server did send (about 1 in 700 exchanges
-    here, more the faster the server answers; dcmtk clients never lose one). Waiting until
-    the reactor really blocks on the checkpoint closes the window.
+    ``send_c_*()`` does this itself, but a calm reactor (``tenant_server.sockets.calm``) may
+    be waiting up to ``CALM_WAIT`` for a message first: waking it saves that wait on every
+    exchange. Then wait until the reactor really blocks on the checkpoint (an uncalmed,
+    unguarded reactor could otherwise still take the answer: see ``guard_answers``).
     """
     checkpoint: Any = assoc._reactor_checkpoint
     checkpoint.clear()
     wake = getattr(assoc, "calm_wake", None)
     if wake is not None:
-        wake.set()  # a calm reactor waiting for a message: have it come round to the checkpoint now
+        wake.set()
     deadline = time.monotonic() + timeout
     while not (assoc._is_paused and checkpoint._cond._waiters) and time.monotonic() < deadline:
         if not assoc.is_alive():

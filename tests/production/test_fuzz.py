@@ -55,6 +55,7 @@ MUTATED_CASES = long_or(600, 20000)
 HYPOTHESIS_EXAMPLES = long_or(100, 2000)
 IDENTIFIER_CASES = long_or(200, 5000)
 SCP_TIMEOUT = 3
+LONG_TIMEOUT = pytest.mark.timeout(long_or(300, 3600))  # pytest-timeout's 300 s is for CI sizes
 CLOSE_WITHIN = 15.0  # seconds after the client's half-close; beyond that the server hung
 
 SUCCESS, PENDING = 0x0000, (0xFF00, 0xFF01)
@@ -216,6 +217,7 @@ def baseline(target: Target) -> Iterator[dict[str, int]]:
     assert after["fds"] <= before["fds"], (before, after)
 
 
+@LONG_TIMEOUT
 def test_mutated_pdus(target: Target, baseline: dict[str, int]) -> None:
     tally = Tally()
     rng = random.Random(8)
@@ -239,6 +241,7 @@ HYPOTHESIS = settings(
 PDU_TYPES = st.one_of(st.integers(1, 7), st.integers(0, 255))
 
 
+@LONG_TIMEOUT
 @HYPOTHESIS
 @given(data=st.binary(max_size=4096))
 def test_random_bytes(target: Target, baseline: dict[str, int], data: bytes) -> None:
@@ -248,6 +251,7 @@ def test_random_bytes(target: Target, baseline: dict[str, int], data: bytes) -> 
     assert target.server.alive()
 
 
+@LONG_TIMEOUT
 @HYPOTHESIS
 @given(frames=st.lists(st.tuples(PDU_TYPES, st.binary(max_size=2048)), min_size=1, max_size=4))
 def test_random_pdus(target: Target, baseline: dict[str, int], frames: list[tuple[int, bytes]]) -> None:
@@ -267,11 +271,12 @@ def association_request(version: int, called: bytes, calling: bytes, items: byte
     return pdu(1, struct.pack(">HH", version, 0) + called + calling + bytes(32) + items)
 
 
+@LONG_TIMEOUT
 @HYPOTHESIS
 @given(
     version=st.one_of(st.just(1), st.integers(0, 0xFFFF)),
     called=st.one_of(st.just(b"FUZZ".ljust(16)), st.binary(min_size=16, max_size=16)),
-    calling=st.binary(min_size=16, max_size=16),
+    calling=st.one_of(st.just(b"FUZZER".ljust(16)), st.binary(min_size=16, max_size=16)),
     items=st.lists(st.tuples(ITEM_TYPES, st.binary(max_size=300)), max_size=6),
     keep_real_items=st.booleans(),
 )
@@ -382,6 +387,7 @@ def test_malformed_store_data_set_is_a_failure(target: Target, name: str) -> Non
     assert target.server.alive()
 
 
+@LONG_TIMEOUT
 def test_random_identifiers(target: Target, baseline: dict[str, int]) -> None:
     """Random element soups behind a valid C-FIND command: never a crash, always an answer."""
     rng = random.Random(11)

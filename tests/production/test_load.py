@@ -225,6 +225,7 @@ def run_workers(
         assert not worker.is_alive(), f"{worker.name} is stuck"
 
 
+@pytest.mark.timeout(long_or(300, 1800))
 def test_mixed_load(orthanc: OrthancHandle, label: str, destination: StorageScp) -> None:
     port = free_port()
     with server_process(load_config(orthanc, port, label, destination)) as server:
@@ -306,6 +307,7 @@ def _percentiles(ledger: Ledger, q: float) -> dict[str, float]:
     return result
 
 
+@pytest.mark.timeout(long_or(300, 1800))
 def test_orthanc_outage_during_load(orthanc: OrthancHandle, label: str, destination: StorageScp) -> None:
     """Orthanc goes away mid-load: clients get failure statuses (0xA700), nothing is acknowledged
     that is not stored and labelled, and everything works again once Orthanc is back."""
