@@ -278,6 +278,7 @@ def test_mixed_load(orthanc: OrthancHandle, label: str, destination: StorageScp)
         "peak": {k: max(s[k] for s in sampler.samples) for k in ("threads", "fds", "rss_kb")},
         "after": after,
         "rss_kb_at_one_third": third,
+        "rss_kb_every_tenth": [rss[len(rss) * i // 10] for i in range(10)] + rss[-1:] if rss else [],
         "cpu_percent": cpu,
         "cores": os.cpu_count(),
         "p50_ms": _percentiles(ledger, 0.5),
