@@ -20,6 +20,7 @@ from pynetdicom.presentation import PresentationContext
 from tenant_server.access import REJECT_LIMIT, AccessPolicy
 from tenant_server.audit import Audit
 from tenant_server.config import DicomSettings, TenantSettings
+from tenant_server.encoding import IncompleteEncoding, verify_complete
 from tenant_server.find import Finder
 from tenant_server.hierarchy import InstanceRef
 from tenant_server.identifiers import UNIQUE_KEY, IdentifierError, Query, parse_query
@@ -54,6 +55,20 @@ def status(code: int, comment: str = "") -> Dataset:
 def caller(event: evt.Event) -> tuple[str, str]:
     requestor = event.assoc.requestor
     return str(requestor.ae_title).strip(), str(requestor.address)
+
+
+def read_query(event: evt.Event) -> Query:
+    """The request's identifier as a query, refused unless its encoding is whole."""
+    raw: Any = event.request.Identifier
+    if raw is not None:
+        syntax = UID(str(event.context.transfer_syntax))
+        try:
+            verify_complete(
+                raw.getvalue(), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
+            )
+        except IncompleteEncoding as exc:
+            raise IdentifierError(f"identifier is not a complete data set: {exc}") from exc
+    return parse_query(event.identifier)
 
 
 def _uids(query: Query) -> dict[str, str]:
@@ -192,7 +207,7 @@ class TenantHandlers:
             yield status(NOT_AUTHORIZED, "calling AE not allowed to query this tenant"), None
             return
         try:
-            query = parse_query(event.identifier)
+            query = read_query(event)
             result = self.finder.find(query)
         except IdentifierError as exc:
             self._finish(event, "Find", start, IDENTIFIER_MISMATCH, error=str(exc))
@@ -221,7 +236,7 @@ class TenantHandlers:
 
     def _resolve(self, event: evt.Event, operation: str, start: float) -> tuple[Query, list[InstanceRef]]:
         try:
-            query = parse_query(event.identifier)
+            query = read_query(event)
             return query, self.retriever.resolve(query)
         except IdentifierError as exc:
             self._finish(event, operation, start, UNABLE_TO_PROCESS, error=str(exc))

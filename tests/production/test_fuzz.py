@@ -352,28 +352,14 @@ MALFORMED = {
 }
 
 
-LENIENT = pytest.mark.xfail(
-    reason="pydicom reads a truncated identifier without error and the query runs on what it read; "
-    "parse_query should check the encoding is complete (reported, identifiers.py)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=LENIENT)
-        if name in ("length beyond the end", "truncated element header")
-        else name
-        for name in sorted(MALFORMED)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_malformed_find_identifier_is_a_failure(target: Target, name: str) -> None:
     reply = ask_with_identifier(target, MALFORMED[name])
     assert reply.closed and reply.seconds < CLOSE_WITHIN
     final = [s for s in reply.statuses if s not in PENDING]
     if final:  # answered: with a failure, never a success
         assert final[-1] != SUCCESS, f"{name}: 0x{final[-1]:04X}"
+        assert not [s for s in reply.statuses if s in PENDING], f"{name}: a query ran on a broken identifier"
     else:  # or aborted
         assert reply.pdu_types and reply.pdu_types[-1] == 7, reply.outcome
     assert target.server.alive()
