@@ -132,6 +132,11 @@ class Storer:
         self.owned = OwnedResources()
         self._locks = StripedLocks()
         self._orthanc: OrthancTraits | None = None
+        # Instances this process stored but could neither label nor remove (Orthanc failed
+        # halfway), by instance ID. Left alone, an unlabelled new study would look like
+        # someone else's and the modality's retry would be refused for good.
+        self._orphans: dict[str, dict[str, str]] = {}
+        self._orphans_lock = threading.Lock()
 
     def _traits(self) -> OrthancTraits:
         """Read once from ``/system`` (lazily: Orthanc may be down when the server starts)."""
@@ -192,6 +197,7 @@ class Storer:
         self, data: bytes, keys: InstanceKeys, sender_aet: str = "", sender_ip: str = ""
     ) -> StoreOutcome:
         ids = keys.orthanc_ids()
+        self._remove_orphans()
         try:
             with self._locks(ids["Study"]):
                 return self._store_locked(data, ids, sender_aet, sender_ip)
@@ -229,12 +235,12 @@ class Storer:
         if self.strict:
             refused = self._after_store(stored, ids, created, study_existed)
             if refused is not None:
-                self._undo(created, stored["Instance"])
+                self._undo(created, stored)
                 return StoreOutcome(NOT_AUTHORIZED, refused, status)
         try:
             self._label(stored)
         except OrthancError as exc:
-            self._undo(created, stored["Instance"])
+            self._undo(created, stored)
             return StoreOutcome(OUT_OF_RESOURCES, f"labelling failed: {exc}", status)
         self.owned.add(stored["Study"], stored["Series"])
         self._record_sender(
@@ -266,12 +272,37 @@ class Storer:
             for label in self.tenant.labels:
                 self.client.add_label(level, ids[level], label)
 
-    def _undo(self, created: bool, instance_id: str) -> None:
+    def _undo(self, created: bool, stored: dict[str, str]) -> None:
         """Remove what this request created; a pre-existing instance is never touched."""
-        if created:
-            # If Orthanc is gone, the failure status already tells the modality to retry.
-            with contextlib.suppress(OrthancError):
-                self.client.delete("Instance", instance_id)
+        if not created:
+            return
+        try:
+            self.client.delete("Instance", stored["Instance"])
+        except OrthancError:  # Orthanc is failing: the next store retries the removal
+            with self._orphans_lock:
+                self._orphans[stored["Instance"]] = stored
+
+    def _remove_orphans(self) -> None:
+        """Retry removing instances a failed store left behind, before anything else is stored.
+
+        Each removal holds its study's lock, so it cannot interleave with a store into that
+        study of this process; one that has meanwhile been labelled for the tenant is kept.
+        While Orthanc still fails they stay listed (the store itself then fails too).
+        """
+        with self._orphans_lock:
+            pending = list(self._orphans.items())
+        deepest = self._guarded_levels()[-1]
+        for instance_id, stored in pending:
+            with self._locks(stored["Study"]):
+                try:
+                    # A retry through another replica may have labelled (and acknowledged) it.
+                    labels = self.client.labels(deepest, stored[deepest])
+                    if labels is not None and not self.view.may_attach(labels):
+                        self.client.delete("Instance", instance_id)
+                except OrthancError:
+                    return
+            with self._orphans_lock:
+                self._orphans.pop(instance_id, None)
 
     def _record_sender(self, instance_id: str, values: dict[str, str]) -> None:
         """Who sent the instance, in the user metadata the Orthanc administrator declared

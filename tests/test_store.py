@@ -248,6 +248,29 @@ def test_labelling_failure_leaves_nothing_behind(orthanc: OrthancHandle, rest: O
             assert label_state(rest, ds) == {level: ["compat_a"] for level in LEVELS}
 
 
+def test_instance_left_unlabelled_by_an_outage_does_not_block_the_retry(
+    orthanc: OrthancHandle, rest: OrthancRest
+) -> None:
+    """Labelling and the undo both fail: the unlabelled instance must not make the new study look
+    like another tenant's, so the modality's retry (or any later store) succeeds and nothing
+    unacknowledged stays behind."""
+    port = free_port()
+    with fault_proxy(orthanc.url) as proxy:
+        config = tenant_config(orthanc, [{"AET": "HALFWAY", "Port": port, "Labels": ["compat_a"]}])
+        config["Orthanc"]["Url"] = proxy.url
+        with run_tenants(config):
+            retried, abandoned, other = (next(study_instances(StudySpec())) for _ in range(3))
+            proxy.mode = "refuse-labels-and-deletes"
+            assert [r.Status for r in store(port, "HALFWAY", [retried, abandoned])] == [0xA700, 0xA700]
+            assert rest.exists("Instance", ids_of(retried)["Instance"])  # stored, unlabelled
+            assert label_state(rest, abandoned)["Study"] == []
+            proxy.mode = "pass"
+            assert store(port, "HALFWAY", [retried])[0].Status == 0  # within the strict guard's wait
+            assert label_state(rest, retried) == {level: ["compat_a"] for level in LEVELS}
+            assert not rest.exists("Instance", ids_of(abandoned)["Instance"])  # removed, never acknowledged
+            assert store(port, "HALFWAY", [other])[0].Status == 0
+
+
 def test_store_levels_follow_the_configuration(orthanc: OrthancHandle, rest: OrthancRest) -> None:
     port = free_port()
     config = tenant_config(

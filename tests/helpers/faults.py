@@ -1,7 +1,8 @@
 """A switchable fault proxy in front of the real Orthanc.
 
 It forwards every request unchanged, except when told to fail: "down" answers 503 to
-everything, "refuse-labels" answers 500 to label PUTs only. It injects failures into a
+everything, "refuse-labels" answers 500 to label PUTs only, "refuse-labels-and-deletes" to
+label PUTs and DELETEs (an outage that starts right after an instance was stored). It injects failures into a
 real Orthanc's traffic; it never imitates Orthanc's answers.
 """
 
@@ -30,7 +31,9 @@ class FaultProxy:
     def fails(self, method: str, path: str) -> bool:
         if self.mode == "down":
             return True
-        return self.mode == "refuse-labels" and method == "PUT" and "/labels/" in path
+        if self.mode == "refuse-labels-and-deletes" and method == "DELETE":
+            return True
+        return self.mode.startswith("refuse-labels") and method == "PUT" and "/labels/" in path
 
 
 @contextmanager
