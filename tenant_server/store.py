@@ -10,7 +10,6 @@ byte is written. Success is only answered once the instance is stored *and* labe
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from dataclasses import dataclass
