@@ -59,7 +59,8 @@ def caller(event: evt.Event) -> tuple[str, str]:
 
 def read_query(event: evt.Event) -> Query:
     """The request's identifier as a query, refused unless its encoding is whole."""
-    raw: Any = event.request.Identifier
+    request: Any = event.request
+    raw = request.Identifier
     if raw is not None:
         syntax = UID(str(event.context.transfer_syntax))
         try:
