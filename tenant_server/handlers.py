@@ -57,6 +57,12 @@ def caller(event: evt.Event) -> tuple[str, str]:
     return str(requestor.ae_title).strip(), str(requestor.address)
 
 
+def requested_by(assoc: Any) -> str:
+    """The calling AET of an association's request, also while it is still being negotiated."""
+    request = assoc.requestor.primitive
+    return str(getattr(request, "calling_ae_title", "") or assoc.requestor.ae_title).strip()
+
+
 def read_query(event: evt.Event) -> Query:
     """The request's identifier as a query, refused unless its encoding is whole."""
     request: Any = event.request
@@ -138,15 +144,20 @@ class TenantHandlers:
     # --- associations ---------------------------------------------------------------
 
     def on_requested(self, event: evt.Event) -> None:
+        """Access checks on the A-ASSOCIATE-RQ itself: pynetdicom raises EVT_REQUESTED before
+        negotiation copies the calling AET to ``assoc.requestor``, so it is read from the request."""
         assoc = event.assoc
-        calling, peer = caller(event)
         request: Any = assoc.requestor.primitive
-        called = str(getattr(request, "called_ae_title", "")).strip()
+        calling = requested_by(assoc)
+        called = str(getattr(request, "called_ae_title", "") or "").strip()
+        peer = str(assoc.requestor.address)
         refusal = self.policy.association_refusal(calling, called, peer)
         per_caller = self.tenant.max_associations_per_caller
         if refusal is None and per_caller is not None:
-            same = [a for a in assoc.ae.active_associations if str(a.requestor.ae_title).strip() == calling]
-            if len(same) > per_caller:
+            others = [
+                a for a in assoc.ae.active_associations if a is not assoc and requested_by(a) == calling
+            ]
+            if len(others) >= per_caller:
                 refusal = REJECT_LIMIT
         if refusal is None:
             return

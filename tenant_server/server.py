@@ -6,14 +6,12 @@ one Orthanc client and one metrics registry.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
@@ -148,26 +146,6 @@ class TenantAssociationServer(ThreadedAssociationServer):
         self.audit.event("tls-handshake-failed", security=True, peer=peer, reason=reason)
 
 
-def with_calling_aet(on_requested: Callable[[evt.Event], None]) -> Callable[[evt.Event], None]:
-    """EVT_REQUESTED handler that sees the calling AET of the A-ASSOCIATE-RQ.
-
-    pynetdicom fills ``assoc.requestor.ae_title`` only after EVT_REQUESTED, during
-    negotiation, so a handler reading it there sees "" and refuses every caller of an
-    ``AllowedCallers`` list (and never matches ``MaxAssociationsPerCaller``). Copying the
-    request's value first is what negotiation would do a moment later anyway.
-    """
-
-    def handler(event: evt.Event) -> None:
-        request: Any = event.assoc.requestor.primitive
-        calling = getattr(request, "calling_ae_title", None)
-        if calling and not event.assoc.requestor.ae_title:
-            with contextlib.suppress(ValueError, TypeError):
-                event.assoc.requestor.ae_title = calling
-        on_requested(event)
-
-    return handler
-
-
 class AssociationLifecycle:
     """Audit lines pynetdicom's own decisions and an association's end need (see handlers.py)."""
 
@@ -248,11 +226,7 @@ class TenantServers:
         handlers = TenantHandlers(tenant, self.settings.dicom, self.client, self.telemetry)
         audit = Audit(tenant.aet)
         lifecycle = AssociationLifecycle(audit, self.telemetry)
-        bindings: list[Any] = [
-            (event, with_calling_aet(handler) if event is evt.EVT_REQUESTED else handler)
-            for event, handler in handlers.bindings()
-        ]
-        bindings += lifecycle.bindings()
+        bindings: list[Any] = [*handlers.bindings(), *lifecycle.bindings()]
         try:
             context = tls_context(tenant.tls) if tenant.tls else None
         except (OSError, ssl.SSLError) as exc:
