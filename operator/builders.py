@@ -155,8 +155,19 @@ def _render_tenant_config(spec: dict[str, Any], server: dict[str, Any]) -> dict[
     if dicom.get("limitFindInstances"):
         config["LimitFindInstances"] = dicom["limitFindInstances"]
     config["MultitenantDicom"] = {"Servers": [render_server(server)]}
-    config["TenantServer"] = {"HealthPort": HEALTH_PORT, "BindAddress": "0.0.0.0"}
+    config["TenantServer"] = {
+        "HealthPort": HEALTH_PORT,
+        "BindAddress": "0.0.0.0",
+        "ShutdownGracePeriod": shutdown_grace_period(spec["terminationGracePeriodSeconds"]),
+        "AuditQueryValues": spec["auditQueryValues"],
+    }
     return config
+
+
+def shutdown_grace_period(termination_grace: int) -> int:
+    """How long the server lets running operations finish on SIGTERM: the pod's grace period
+    less a margin (5 s, or a third of a short period) to exit before the kubelet's SIGKILL."""
+    return termination_grace - min(5, termination_grace // 3)
 
 
 def config_json(spec: dict[str, Any], server: dict[str, Any]) -> str:

@@ -446,7 +446,16 @@ def spec_schema() -> dict[str, Any]:
             "podSecurityContext": pod_security,
             "containerSecurityContext": container_security,
             "terminationGracePeriodSeconds": _integer(
-                "Time running associations get to finish when a pod stops.", 1, 3600, 30
+                "Time a stopping pod gets; running associations may finish within it, less a few seconds "
+                "kept for exiting (TenantServer.ShutdownGracePeriod).",
+                1,
+                3600,
+                30,
+            ),
+            "auditQueryValues": _boolean(
+                "Write query values and PatientIDs (PHI) in the audit log (TenantServer.AuditQueryValues). "
+                "Off: the log carries UIDs, AE titles, addresses, counts and statuses only.",
+                False,
             ),
             "nodeSelector": {
                 "type": "object",

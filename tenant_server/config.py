@@ -121,6 +121,7 @@ class Settings:
     health_port: int = 8080
     bind_address: str = "0.0.0.0"
     shutdown_grace_period: float = 30.0
+    audit_query_values: bool = False
 
 
 # --- small typed readers that name the key in their errors ----------------------------
@@ -401,6 +402,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
         health_port=_int(extra, "HealthPort", 8080, 0, 65535),
         bind_address=bind,
         shutdown_grace_period=float(_int(extra, "ShutdownGracePeriod", 30, 0, 3600)),
+        audit_query_values=_bool(extra, "AuditQueryValues", False),
     )
 
 

@@ -81,17 +81,9 @@ def read_query(event: evt.Event) -> Query:
 def _uids(query: Query) -> dict[str, str]:
     """The UIDs of a query for the audit log (other keys are named, not valued: they may be PHI)."""
     return {
-        UNIQUE_KEY[level].__str__(): query.constraints[UNIQUE_KEY[level]]
+        str(UNIQUE_KEY[level]): query.constraints[UNIQUE_KEY[level]]
         for level in ("Study", "Series", "Instance")
         if UNIQUE_KEY[level] in query.constraints
-    }
-
-
-def _audit_query(query: Query) -> dict[str, Any]:
-    return {
-        "query_level": query.qr_level,
-        "uids": _uids(query),
-        "keys": sorted(str(t) for t in query.constraints),
     }
 
 
@@ -118,8 +110,10 @@ class TenantHandlers:
         dicom: DicomSettings,
         client: OrthancClient,
         telemetry: Telemetry,
+        audit_query_values: bool = False,
     ) -> None:
         self.tenant = tenant
+        self.audit_query_values = audit_query_values
         self.client = client
         view = LabelView(tenant.labels, tenant.constraint)
         self.policy = AccessPolicy(tenant, dicom)
@@ -178,6 +172,16 @@ class TenantHandlers:
         self.telemetry.association_opened(self.tenant.aet)
         self.audit.event("association-opened", calling_aet=calling, peer=peer)
 
+    def _audit_query(self, query: Query) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "query_level": query.qr_level,
+            "uids": _uids(query),
+            "keys": sorted(str(t) for t in query.constraints),
+        }
+        if self.audit_query_values:  # the administrator asked for PHI in the log
+            fields["values"] = {str(tag): value for tag, value in query.constraints.items()}
+        return fields
+
     def _allowed(self, event: evt.Event, operation: str) -> bool:
         calling, peer = caller(event)
         if self.policy.permits(operation, calling, peer):
@@ -232,14 +236,14 @@ class TenantHandlers:
         sent = 0
         for answer in result.answers:
             if event.is_cancelled:
-                self._finish(event, "Find", start, CANCELLED, matches=sent, **_audit_query(query))
+                self._finish(event, "Find", start, CANCELLED, matches=sent, **self._audit_query(query))
                 yield CANCELLED, None
                 return
             sent += 1
             yield PENDING, answer
         final = FIND_OUT_OF_RESOURCES if result.truncated else 0x0000
         self._finish(
-            event, "Find", start, final, matches=sent, truncated=result.truncated, **_audit_query(query)
+            event, "Find", start, final, matches=sent, truncated=result.truncated, **self._audit_query(query)
         )
         if result.truncated:
             yield status(FIND_OUT_OF_RESOURCES, "too many matches: refine the query"), None
@@ -298,7 +302,7 @@ class TenantHandlers:
             0x0000,
             instances=len(refs),
             destination=destination.aet,
-            **_audit_query(query),
+            **self._audit_query(query),
         )
 
     def on_get(self, event: evt.Event) -> Iterator[Any]:
@@ -308,7 +312,7 @@ class TenantHandlers:
         query, refs = self._resolve(event, "Get", start)
         yield len(refs)
         yield from self._datasets(event, refs)
-        self._finish(event, "Get", start, 0x0000, instances=len(refs), **_audit_query(query))
+        self._finish(event, "Get", start, 0x0000, instances=len(refs), **self._audit_query(query))
 
     # --- C-STORE --------------------------------------------------------------------
 
@@ -338,6 +342,7 @@ class TenantHandlers:
             study_uid=keys.study_uid,
             series_uid=keys.series_uid,
             sop_instance_uid=keys.sop_uid,
+            **({"patient_id": keys.patient_id} if self.audit_query_values else {}),
             orthanc_status=outcome.orthanc_status,
             reason=outcome.reason,
         )

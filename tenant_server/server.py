@@ -223,7 +223,9 @@ class TenantServers:
 
     def _start_one(self, tenant: TenantSettings) -> ThreadedAssociationServer:
         ae = build_ae(tenant, self.settings)
-        handlers = TenantHandlers(tenant, self.settings.dicom, self.client, self.telemetry)
+        handlers = TenantHandlers(
+            tenant, self.settings.dicom, self.client, self.telemetry, self.settings.audit_query_values
+        )
         audit = Audit(tenant.aet)
         lifecycle = AssociationLifecycle(audit, self.telemetry)
         bindings: list[Any] = [*handlers.bindings(), *lifecycle.bindings()]

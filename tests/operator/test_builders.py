@@ -62,7 +62,12 @@ def test_hello_config_follows_the_contract() -> None:
             }
         ]
     }
-    assert config["TenantServer"] == {"HealthPort": 8080, "BindAddress": "0.0.0.0"}
+    assert config["TenantServer"] == {
+        "HealthPort": 8080,
+        "BindAddress": "0.0.0.0",
+        "ShutdownGracePeriod": 25,
+        "AuditQueryValues": False,
+    }
     assert "LimitFindResults" not in config
 
 
@@ -295,3 +300,13 @@ def test_unusual_aets_render(aet: str) -> None:
     deployment = build_deployment(OWNER, spec, spec["servers"][0])
     assert container(deployment)["args"][-1] == aet
     assert deployment["spec"]["template"]["metadata"]["annotations"]["mtdicom.io/aet"] == aet
+
+
+@pytest.mark.parametrize("termination,grace", [(30, 25), (60, 55), (9, 6), (3, 2), (1, 1)])
+def test_server_exits_before_the_kubelet_kills_it(termination: int, grace: int) -> None:
+    spec = {**hello_spec(), "terminationGracePeriodSeconds": termination, "auditQueryValues": True}
+    config = render_tenant_config(spec, spec["servers"][0])
+    assert config["TenantServer"]["ShutdownGracePeriod"] == grace
+    assert config["TenantServer"]["AuditQueryValues"] is True
+    pod = build_deployment(OWNER, spec, spec["servers"][0])["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == termination

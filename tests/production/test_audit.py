@@ -120,6 +120,7 @@ def test_operations(traffic: tuple[ServerProcess, StudySpec]) -> None:
     finds = only(lines, "find", status="0x0000")
     assert [line["matches"] for line in finds] == [1, 1]
     assert finds[0]["query_level"] == "STUDY" and "(0010,0010)" in finds[0]["keys"]
+    assert "values" not in finds[0] and "patient_id" not in stores[0]  # AuditQueryValues is off
     (moved,) = only(lines, "move")
     assert (moved["status"], moved["instances"], moved["destination"]) == ("0x0000", 2, "DEST")
     assert moved["uids"] == {"(0020,000D)": spec.study_uid}
@@ -143,3 +144,26 @@ def test_no_patient_name_or_id_or_password_in_the_output(
     output = server.output()  # stdout and stderr: a container's log has both
     for secret in ("Zyxwvut", "Quintessa", PATIENT_ID, orthanc.password):
         assert secret.lower() not in output.lower(), secret
+
+
+def test_query_values_and_patient_ids_only_when_asked(orthanc: OrthancHandle) -> None:
+    """``TenantServer.AuditQueryValues`` puts the matching values (PHI) in find/move lines and the
+    PatientID in store lines, for sites whose audit policy requires them; off by default (above)."""
+    port = free_port()
+    label = "audit_values_" + str(port)
+    config = process_config(
+        orthanc, [{"AET": "VALUES", "Port": port, "Labels": [label], "AllowedCallers": ["MODALITY"]}]
+    )
+    config["TenantServer"]["AuditQueryValues"] = True
+    spec = StudySpec(patient_name=NAME, patient_id=PATIENT_ID + "V")
+    with server_process(config) as server:
+        assoc = associate(port, "VALUES", "MODALITY")
+        assert store(assoc, next(study_instances(spec))) == 0
+        assert find(assoc, study_query(PatientName="Zyxwvut*"))[0] == 0
+        assoc.release()
+        server.wait_event("association-closed")
+        lines = server.lines()
+    (stored,) = only(lines, "store")
+    assert stored["patient_id"] == spec.patient_id
+    (found,) = only(lines, "find")
+    assert found["values"] == {"(0010,0010)": "Zyxwvut*"}
