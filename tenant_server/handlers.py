@@ -6,6 +6,8 @@ identifier, a refused caller): each becomes the DICOM status PS3.4 defines for i
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from io import BytesIO
@@ -40,8 +42,33 @@ PENDING = 0xFF00
 RETRIEVE_OUT_OF_RESOURCES = 0xA701
 
 
+_refusing = threading.local()
+
+
 class Refusal(Exception):
     """A retrieve refused before any sub-operation; pynetdicom answers it with 0xC514."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        _refusing.active = True  # pynetdicom is about to log it: see RefusalLogFilter
+
+
+class RefusalLogFilter(logging.Filter):
+    """Drop pynetdicom's two ERROR lines for a ``Refusal`` (its generic "the handler must
+    yield..." message, then the traceback): the refusal is an answered and audited outcome,
+    and an ERROR with a traceback would send an administrator looking for a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(_refusing, "active", False) or record.levelno < logging.ERROR:
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], Refusal):
+            _refusing.active = False
+        return False
+
+
+_PYNETDICOM_SERVICES = logging.getLogger("pynetdicom.service_class")
+if not any(isinstance(f, RefusalLogFilter) for f in _PYNETDICOM_SERVICES.filters):
+    _PYNETDICOM_SERVICES.addFilter(RefusalLogFilter())
 
 
 def status(code: int, comment: str = "") -> Dataset:

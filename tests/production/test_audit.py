@@ -66,6 +66,7 @@ def traffic(
 
         viewer = associate(port, "AUDIT", "VIEWER")
         assert store(viewer, next(study_instances(StudySpec(patient_name=NAME)))) == 0x0124
+        assert move(viewer, study_query(spec.study_uid), "DEST") == (0xC514, 0)
         viewer.release()
         assert rejection(associate(port, "AUDIT", "INTRUDER")) == (1, 1, 3)
         server.wait_event("association-closed", count=2)
@@ -131,10 +132,20 @@ def test_operations(traffic: tuple[ServerProcess, StudySpec]) -> None:
 def test_security_events_at_warning(traffic: tuple[ServerProcess, StudySpec]) -> None:
     server, _ = traffic
     lines = server.lines()
-    (refused,) = only(lines, "operation-refused")
-    assert (refused["level"], refused["operation"], refused["calling_aet"]) == ("WARNING", "Store", "VIEWER")
+    refused = only(lines, "operation-refused")
+    assert [(line["level"], line["operation"], line["calling_aet"]) for line in refused] == [
+        ("WARNING", "Store", "VIEWER"),
+        ("WARNING", "Move", "VIEWER"),
+    ]
     security = {line["event"] for line in lines if line["level"] == "WARNING"}
     assert security == {"association-rejected", "operation-refused"}
+
+
+def test_refusals_are_not_logged_as_errors(traffic: tuple[ServerProcess, StudySpec]) -> None:
+    """A refused C-MOVE is answered and audited; pynetdicom's generic handler-error lines and
+    traceback for it would look like a bug in the server."""
+    server, _ = traffic
+    assert [line for line in server.lines() if line["level"] == "ERROR"] == []
 
 
 def test_no_patient_name_or_id_or_password_in_the_output(
