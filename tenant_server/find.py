@@ -8,11 +8,10 @@ names, and a truncated result says so instead of ending with a silent Success.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from tenant_server.config import DicomSettings
@@ -30,8 +29,9 @@ from tenant_server.identifiers import (
     STUDY_INSTANCES,
     STUDY_SERIES,
     STUDY_UID,
+    Answer,
     Query,
-    build_answer,
+    answer_elements,
     hex_tag,
     parent_keys,
     pattern_matches,
@@ -44,7 +44,7 @@ Values = dict[BaseTag, str | None]
 
 @dataclass
 class FindResult:
-    answers: Iterable[Dataset]
+    answers: list[Answer]
     truncated: bool = False
 
 
@@ -162,8 +162,7 @@ class Finder:
             )
             for f, v in zip(found, values, strict=True):
                 v[SERIES_INSTANCES] = str(counts[f["ID"]])
-        # Built while sent: the first answer leaves before the thousandth is encoded.
-        return FindResult((build_answer(query, v, self.aet) for v in values), truncated)
+        return FindResult([answer_elements(query, v, self.aet) for v in values], truncated)
 
     @staticmethod
     def _orthanc_counts(query: Query) -> list[BaseTag]:
@@ -221,7 +220,7 @@ class Finder:
                 entry[PATIENT_SERIES] = str(sum(stats[s["ID"]].series for s in group))
                 entry[PATIENT_INSTANCES] = str(sum(stats[s["ID"]].instances for s in group))
             entries.append(entry)
-        return FindResult((build_answer(query, e, self.aet) for e in entries), truncated)
+        return FindResult([answer_elements(query, e, self.aet) for e in entries], truncated)
 
 
 _STUDY_COMPUTED = {MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY, STUDY_SERIES, STUDY_INSTANCES}

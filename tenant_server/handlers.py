@@ -20,12 +20,13 @@ from pynetdicom import build_context, evt
 from pynetdicom.presentation import PresentationContext
 
 from tenant_server.access import REJECT_LIMIT, AccessPolicy
+from tenant_server.answer_stream import DirectAnswers
 from tenant_server.audit import Audit
 from tenant_server.config import DicomSettings, TenantSettings
 from tenant_server.encoding import IncompleteEncoding, verify_complete
 from tenant_server.find import Finder
 from tenant_server.hierarchy import InstanceRef
-from tenant_server.identifiers import UNIQUE_KEY, IdentifierError, Query, parse_query
+from tenant_server.identifiers import UNIQUE_KEY, IdentifierError, Query, build_answer, parse_query
 from tenant_server.orthanc import OrthancClient, OrthancError
 from tenant_server.retrieve import Retriever
 from tenant_server.sockets import TUNING_HANDLERS
@@ -69,6 +70,19 @@ class RefusalLogFilter(logging.Filter):
 _PYNETDICOM_SERVICES = logging.getLogger("pynetdicom.service_class")
 if not any(isinstance(f, RefusalLogFilter) for f in _PYNETDICOM_SERVICES.filters):
     _PYNETDICOM_SERVICES.addFilter(RefusalLogFilter())
+
+
+class CancelWatch:
+    """Whether the SCU sent a C-CANCEL for this request; stays True once seen
+    (pynetdicom's ``event.is_cancelled`` consumes the C-CANCEL it reports)."""
+
+    def __init__(self, event: evt.Event) -> None:
+        self.event = event
+        self.seen = False
+
+    def __call__(self) -> bool:
+        self.seen = self.seen or bool(self.event.is_cancelled)
+        return self.seen
 
 
 def status(code: int, comment: str = "") -> Dataset:
@@ -260,14 +274,20 @@ class TenantHandlers:
             self._finish(event, "Find", start, FIND_OUT_OF_RESOURCES, error=str(exc))
             yield status(FIND_OUT_OF_RESOURCES, "archive unavailable, retry later"), None
             return
-        sent = 0
-        for answer in result.answers:
-            if event.is_cancelled:
+        cancelled = CancelWatch(event)
+        direct = DirectAnswers.for_event(event)
+        sent = direct.send(result.answers, cancelled) if direct else 0
+        if direct is not None and direct.broken:
+            self._finish(event, "Find", start, UNABLE_TO_PROCESS, matches=sent, error="connection lost")
+            event.assoc.dul.event_queue.put("Evt17")  # what pynetdicom does when its own send fails
+            return
+        for answer in result.answers[sent:]:
+            if cancelled():
                 self._finish(event, "Find", start, CANCELLED, matches=sent, **self._audit_query(query))
                 yield CANCELLED, None
                 return
             sent += 1
-            yield PENDING, answer
+            yield PENDING, build_answer(answer)
         final = FIND_OUT_OF_RESOURCES if result.truncated else 0x0000
         self._finish(
             event, "Find", start, final, matches=sent, truncated=result.truncated, **self._audit_query(query)

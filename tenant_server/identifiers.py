@@ -239,30 +239,42 @@ def answer_charset(requested: list[str], values: Iterable[str]) -> str | None:
     return "ISO_IR 192"
 
 
-def build_answer(query: Query, values: Mapping[BaseTag, str | None], retrieve_aet: str) -> Dataset:
-    """One C-FIND answer: every requested key (empty when unknown) plus the level keys.
+@dataclass(frozen=True)
+class Answer:
+    """One C-FIND answer as (tag, VR, Orthanc's text value) triples, in no particular order."""
+
+    charset: str | None
+    elements: list[tuple[BaseTag, str, str | None]]
+
+
+def answer_elements(query: Query, values: Mapping[BaseTag, str | None], retrieve_aet: str) -> Answer:
+    """Every requested key (empty when unknown) plus the level keys an SCU needs to drill down."""
+    charset = answer_charset(query.charset, [v for v in values.values() if isinstance(v, str)])
+    elements: dict[BaseTag, tuple[str, str | None]] = {}
+    if charset:
+        elements[CHARSET] = ("CS", charset)
+    elements[QUERY_LEVEL] = ("CS", query.qr_level)
+    elements[RETRIEVE_AET] = ("AE", retrieve_aet)
+    for tag, vr in query.return_keys.items():
+        elements[tag] = (vr, values.get(tag))
+    if INSTANCE_AVAILABILITY in query.return_keys:
+        elements[INSTANCE_AVAILABILITY] = ("CS", "ONLINE")
+    for tag in parent_keys(query.level):
+        if tag not in elements:
+            elements[tag] = (datadict.dictionary_VR(tag), values.get(tag))
+    return Answer(charset, [(tag, vr, text) for tag, (vr, text) in elements.items()])
+
+
+def build_answer(answer: Answer) -> Dataset:
+    """The answer as a pydicom data set (for pynetdicom to encode).
 
     Values come from Orthanc, which validated them on the way in; re-validating each one
     in pydicom was a third of the cost of a large answer.
     """
-    with config.disable_value_validation():
-        return _build_answer(query, values, retrieve_aet)
-
-
-def _build_answer(query: Query, values: Mapping[BaseTag, str | None], retrieve_aet: str) -> Dataset:
     ds = Dataset()
-    charset = answer_charset(query.charset, [v for v in values.values() if isinstance(v, str)])
-    if charset:
-        ds.SpecificCharacterSet = charset
-    ds.QueryRetrieveLevel = query.qr_level
-    ds.RetrieveAETitle = retrieve_aet
-    for tag, vr in query.return_keys.items():
-        ds[tag] = to_element(tag, vr, values.get(tag))
-    if INSTANCE_AVAILABILITY in query.return_keys:
-        ds.InstanceAvailability = "ONLINE"
-    for tag in parent_keys(query.level):
-        if tag not in ds:
-            ds[tag] = to_element(tag, datadict.dictionary_VR(tag), values.get(tag))
+    with config.disable_value_validation():
+        for tag, vr, text in answer.elements:
+            ds[tag] = to_element(tag, vr, text)
     return ds
 
 

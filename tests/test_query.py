@@ -13,6 +13,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # t
 
 from tests.helpers.archive import Archive, load_archive
 from tests.helpers.dicom import find, identifier, requesting_ae, values
+from tests.helpers.faults import fault_proxy
 from tests.helpers.orthanc import OrthancRest
 from tests.helpers.tenants import run_tenants, tenant_config
 
@@ -299,35 +300,44 @@ def test_orthanc_unreachable_gives_a_failure_status_and_echo_still_works() -> No
         assoc.release()
 
 
-def test_c_cancel_stops_a_running_find(ours: dict[str, int], rest: OrthancRest) -> None:
+def test_c_cancel_stops_a_running_find(orthanc: OrthancHandle, rest: OrthancRest) -> None:
+    """A C-CANCEL that arrives while the server is still working ends the find with 0xFE00.
+
+    Orthanc is slowed down (a proxy delays its answers) and the cancel sent right behind
+    the request, so it is there before the first answer: answers now leave faster than a
+    client reads them, and a cancel sent after the first may come after the last (and is
+    then rightly ignored)."""
     patient = "CANCEL" + generate_uid()[-8:]
-    for _ in range(300):
+    for _ in range(30):
         rest.store_with_labels(
             to_bytes(make_instance(StudySpec(patient_id=patient), generate_uid(), 1, 1)), ["compat_a"]
         )
-    assoc = requesting_ae("TESTSCU").associate("127.0.0.1", ours["OURS_A"], ae_title="OURS_A")
-    answers, statuses = 0, []
-    try:
-        responses = assoc.send_c_find(
-            identifier("STUDY", PatientID=patient, StudyInstanceUID=""),
-            StudyRootQueryRetrieveInformationModelFind,
-            msg_id=7,
+    port = free_port()
+    with fault_proxy(orthanc.url) as proxy:
+        config = tenant_config(
+            orthanc, [{"AET": "SLOW", "Port": port, "Labels": ["compat_a"]}], DicomAlwaysAllowFind=True
         )
-        for status, _ in responses:
-            statuses.append(int(status.Status))
-            if status.Status == 0xFF00:
-                answers += 1
-                if answers == 1:
-                    context = next(
-                        c
-                        for c in assoc.accepted_contexts
-                        if c.abstract_syntax == StudyRootQueryRetrieveInformationModelFind
-                    )
-                    assoc.send_c_cancel(7, context.context_id)
-    finally:
-        assoc.release()
-    assert statuses[-1] == 0xFE00
-    assert answers < 300
+        config["Orthanc"]["Url"] = proxy.url
+        with run_tenants(config):
+            proxy.delay = 0.5
+            assoc = requesting_ae("TESTSCU").associate("127.0.0.1", port, ae_title="SLOW")
+            statuses = []
+            try:
+                responses = assoc.send_c_find(
+                    identifier("STUDY", PatientID=patient, StudyInstanceUID=""),
+                    StudyRootQueryRetrieveInformationModelFind,
+                    msg_id=7,
+                )
+                context = next(
+                    c
+                    for c in assoc.accepted_contexts
+                    if c.abstract_syntax == StudyRootQueryRetrieveInformationModelFind
+                )
+                assoc.send_c_cancel(7, context.context_id)
+                statuses = [int(status.Status) for status, _ in responses]
+            finally:
+                assoc.release()
+    assert statuses == [0xFE00]
 
 
 def test_counts_leave_out_children_of_another_tenant(ours: dict[str, int], rest: OrthancRest) -> None:

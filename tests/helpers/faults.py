@@ -2,13 +2,15 @@
 
 It forwards every request unchanged, except when told to fail: "down" answers 503 to
 everything, "refuse-labels" answers 500 to label PUTs only, "refuse-labels-and-deletes" to
-label PUTs and DELETEs (an outage that starts right after an instance was stored). It injects failures into a
+label PUTs and DELETEs (an outage that starts right after an instance was stored).
+``delay`` slows every forwarded request down (an Orthanc busy with other work). It injects failures into a
 real Orthanc's traffic; it never imitates Orthanc's answers.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +23,7 @@ class FaultProxy:
     def __init__(self, target: str) -> None:
         self.target = target.rstrip("/")
         self.mode = "pass"
+        self.delay = 0.0
         self.port = free_port()
         self.session = requests.Session()
 
@@ -49,6 +52,7 @@ def fault_proxy(target: str) -> Iterator[FaultProxy]:
             if proxy.fails(self.command, self.path):
                 self._reply(503 if proxy.mode == "down" else 500, b"injected fault", "text/plain")
                 return
+            time.sleep(proxy.delay)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
             upstream = proxy.session.request(
                 self.command, proxy.target + self.path, data=body, headers=headers, timeout=60
