@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from local_orthanc import OrthancHandle
@@ -57,15 +58,37 @@ def long_or(short: Any, long: Any) -> Any:
 # --- the tenant server as a process --------------------------------------------------------
 
 
-def process_stats(pid: int) -> dict[str, int]:
-    """Threads, open descriptors and resident memory (kB) of a process, from /proc."""
+def process_stats(pid: int, pooled_port: int | None = None) -> dict[str, int]:
+    """Threads, open descriptors and resident memory (kB) of a process, from /proc.
+
+    With ``pooled_port``, connections to that port (the Orthanc client's keep-alive pool,
+    bounded by its size) are counted apart, as ``pooled``, and not in ``fds``.
+    """
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed since listed
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    pooled = _sockets_to(pid, pooled_port) if pooled_port else set()
+    in_pool = sum(1 for link in links if link in pooled)
     return {
         "threads": int(fields["Threads"].strip()),
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "fds": len(links) - in_pool,
+        "pooled": in_pool,
         "rss_kb": int(fields["VmRSS"].strip().split()[0]),
     }
+
+
+def _sockets_to(pid: int, port: int) -> set[str]:
+    """``socket:[inode]`` links of the TCP connections whose remote end is ``port``."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            columns = line.split()
+            if int(columns[2].rsplit(":", 1)[1], 16) == port:
+                found.add(f"socket:[{columns[9]}]")
+    return found
 
 
 def cpu_seconds(pid: int) -> float:
@@ -168,7 +191,7 @@ class ServerProcess:
             time.sleep(0.05)
 
     def stats(self) -> dict[str, int]:
-        return process_stats(self.pid)
+        return process_stats(self.pid, urlsplit(self.config["Orthanc"]["Url"]).port)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

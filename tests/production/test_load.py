@@ -29,6 +29,7 @@ from local_orthanc.synthetic import StudySpec, make_instance, study_instances
 from pydicom.uid import UID, generate_uid
 
 from tenant_server.config import parse_settings
+from tenant_server.orthanc import POOL_SIZE as ORTHANC_POOL_SIZE
 from tenant_server.server import SupportedContexts, build_ae
 from tests.helpers.tenants import StorageScp
 from tests.production.support import (
@@ -294,6 +295,7 @@ def test_mixed_load(orthanc: OrthancHandle, label: str, destination: StorageScp)
     assert len(stored - seeded) == len(ledger.acknowledged)
     assert after["threads"] <= baseline["threads"], (baseline, after)
     assert after["fds"] <= baseline["fds"], (baseline, after)
+    assert after["pooled"] <= ORTHANC_POOL_SIZE, after  # keep-alive connections, bounded
     # Flat memory: after the first third (caches warm), RSS grows by less than 25 MB or 25 %.
     assert rss[-1] - third < max(25_000, third // 4), rss
     assert 'tenant_operations_total{operation="Move",outcome="success",tenant="LOAD"}' in metrics
