@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from bench import clients, dcmtk, memory
+from bench import clients, dcmtk, floor, memory
 from bench.archive import Loader
 from bench.report import Row, machine_info, median, percentile, table, write_json
 from bench.stack import LABEL, Stack
@@ -438,6 +438,27 @@ def run_memory(stack: Stack, plan: Plan) -> dict[str, Any]:
     }
 
 
+FLOOR_KEYS = {
+    "cstore_1": "cstore_1_per_s",
+    "cstore_4": "cstore_4_per_s",
+    "cfind_many": "cfind_many_pynetdicom_ms",
+    "cfind_many_dcmtk": "cfind_many_findscu_ms",
+}
+
+
+def print_floors(rows: list[Row], floors: dict[str, float]) -> None:
+    """The best ratio any server could reach with the same client, next to ours and the target."""
+    for row in rows:
+        key = FLOOR_KEYS.get(row.key)
+        if key is None or key not in floors or not row.plugin:
+            continue
+        best = floors[key] / row.plugin
+        print(
+            f"{row.title} ({row.client}): a server doing no work reaches {floors[key]:.1f} {row.unit}, "
+            f"ratio {best:.2f} (ours {row.ratio:.2f}, target {row.target})"
+        )
+
+
 def orthanc_version(stack: Stack) -> str:
     with stack.rest() as session:
         return str(session.get(stack.url + "/system", timeout=10).json().get("Version", ""))
@@ -495,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.dcmtk_store(Path(scratch))
         log("C-MOVE")
         bench.moves()
+        log("client floors (the same clients against a server that does no work)")
+        bench.baselines["client_floor"] = floor.measure(
+            bench.fresh_files(plan.store_instances), plan.find_set, plan.find_many_runs, use_dcmtk
+        )
         meta = machine_info(orthanc_version(stack), dcmtk.version() if use_dcmtk else "")
         meta["loadavg_at_start"] = load_at_start
         meta["loadavg_before_memory"] = list(os.getloadavg())
@@ -537,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Orthanc pushing the same studies (POST /modalities/dest/store): {bench.baselines.get('orthanc_push_rest_instances_per_s')}/s"
     )
     print(f"REST /tools/find by UID (what the plugin asks): {rest_find:.1f} ms p50")
+    print_floors(bench.rows, bench.baselines["client_floor"])
     if memory_result and "error" not in memory_result:
         print(
             f"memory, {memory_result['tenants']} tenants, {memory_result['stored_ok']} instances stored: RSS "

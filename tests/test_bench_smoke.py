@@ -50,6 +50,9 @@ def test_quick_benchmark_measures_every_operation_on_both_sides(tmp_path: Path) 
     for name in ("cstore_1", "cstore_4"):
         assert operations[name]["details"]["rest_post_per_s"] > 0
     assert data["baselines"]["orthanc_push_rest_instances_per_s"] > 0
+    floor = data["baselines"]["client_floor"]
+    for key in ("cstore_1_per_s", "cstore_4_per_s", "cfind_many_pynetdicom_ms", "cfind_many_findscu_ms"):
+        assert floor[key] > 0, key
     memory = data["memory"]
     assert "error" not in memory, memory
     assert memory["stored_ok"] > 0
