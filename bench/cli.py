@@ -403,7 +403,8 @@ class Bench:
 def run_memory(stack: Stack, plan: Plan) -> dict[str, Any]:
     from local_orthanc.server import free_port
 
-    servers = [{"AET": f"MEM{i}", "Port": free_port(), "Labels": [f"mem{i}"]} for i in range(memory.TENANTS)]
+    endpoints = [(f"MEM{i}", free_port()) for i in range(memory.TENANTS)]
+    servers = [{"AET": aet, "Port": port, "Labels": [aet.lower()]} for aet, port in endpoints]
     process = stack.start_tenant_server(servers)
     time.sleep(1.0)
     log(
@@ -411,7 +412,7 @@ def run_memory(stack: Stack, plan: Plan) -> dict[str, Any]:
     )
     run = memory.store_and_sample(
         process.pid,
-        [(s["AET"], s["Port"]) for s in servers],
+        endpoints,
         plan.memory_instances,
         plan.memory_clients,
         Factory().run,
