@@ -189,6 +189,12 @@ class OrthancClient:
         if reply.status != 200:
             raise OrthancError(f"PUT label on {level}: HTTP {reply.status}", reply.status)
 
+    def remove_label(self, level: str, resource: str, label: str) -> None:
+        route = LEVEL_ROUTES[level]
+        reply = self._call("DELETE", f"/{route}/{resource}/labels/{label}", f"/{route}/{{id}}/labels")
+        if reply.status not in (200, 404):
+            raise OrthancError(f"DELETE label on {level}: HTTP {reply.status}", reply.status)
+
     def delete(self, level: str, resource: str) -> None:
         route = LEVEL_ROUTES[level]
         reply = self._call("DELETE", f"/{route}/{resource}", f"/{route}/{{id}}")

@@ -231,13 +231,19 @@ class Storer:
             "Series": answer.get("ParentSeries", ids["Series"]),
             "Instance": answer.get("ID", ids["Instance"]),
         }
+        claim = self.strict and not study_existed and "Study" in self.tenant.store_levels
         if self.strict:
-            refused = self._after_store(stored, ids, created, study_existed)
+            refused = self._after_store(stored, ids, created, study_existed and not claim)
             if refused is not None:
                 self._undo(created, stored)
                 return StoreOutcome(NOT_AUTHORIZED, refused, status)
         try:
-            self._label(stored)
+            if claim and self._claim_study(stored["Study"]):
+                self._undo(created, stored)
+                return StoreOutcome(
+                    NOT_AUTHORIZED, "isolation: the study was claimed concurrently by another tenant", status
+                )
+            self._label(stored, done=("Study",) if claim else ())
         except OrthancError as exc:
             self._undo(created, stored)
             return StoreOutcome(OUT_OF_RESOURCES, f"labelling failed: {exc}", status)
@@ -250,7 +256,10 @@ class Storer:
     def _after_store(
         self, stored: dict[str, str], ids: dict[str, str], created: bool, study_existed: bool
     ) -> str | None:
-        """Close the races the checks before storing leave open; a reason to refuse, or None."""
+        """Close the races the checks before storing leave open; a reason to refuse, or None.
+
+        A new study this tenant labels is checked by ``_claim_study`` instead (callers pass
+        ``study_existed=True`` then)."""
         if stored != ids:
             return "isolation: Orthanc filed the instance elsewhere than its UIDs say"
         # A copy of an existing instance: nothing was written, but it must be ours to label.
@@ -264,10 +273,26 @@ class Storer:
             return "isolation: the study was claimed concurrently by another tenant"
         return None
 
-    def _label(self, ids: dict[str, str]) -> None:
+    def _claim_study(self, study: str) -> bool:
+        """Label a study this store created, then look at its labels: True (the label taken back)
+        when another tenant labelled it meanwhile.
+
+        Labelling *before* looking is what closes the race: of two tenants creating one
+        study at the same moment, the later look sees both labels, so both may refuse but
+        never both accept (looking first, both could see none and both label it).
+        """
+        for label in self.tenant.labels:
+            self.client.add_label("Study", study, label)
+        if not set(self.client.labels("Study", study) or []) - set(self.tenant.labels):
+            return False
+        for label in self.tenant.labels:
+            self.client.remove_label("Study", study, label)
+        return True
+
+    def _label(self, ids: dict[str, str], done: tuple[str, ...] = ()) -> None:
         for level in self.tenant.store_levels:
-            if level in ("Study", "Series") and ids[level] in self.owned:
-                continue  # labelled by an earlier store of this process
+            if level in done or (level in ("Study", "Series") and ids[level] in self.owned):
+                continue  # labelled by this request's claim or an earlier store of this process
             for label in self.tenant.labels:
                 self.client.add_label(level, ids[level], label)
 

@@ -271,6 +271,40 @@ def test_instance_left_unlabelled_by_an_outage_does_not_block_the_retry(
             assert store(port, "HALFWAY", [other])[0].Status == 0
 
 
+def test_two_tenants_creating_one_study_at_once_never_both_get_it(
+    orthanc: OrthancHandle, rest: OrthancRest
+) -> None:
+    """Both check the (absent) study, both stores land at the same moment: labelling then
+    looking means at most one is acknowledged, and the study carries only that one's label."""
+    ports = {"RACE_A": free_port(), "RACE_B": free_port()}
+    spec = StudySpec()
+    mine = {aet: make_instance(spec, generate_uid(), 1, n) for n, aet in enumerate(ports, start=1)}
+    statuses: dict[str, int] = {}
+    with fault_proxy(orthanc.url) as proxy:
+        servers = [{"AET": aet, "Port": port, "Labels": [aet.lower()]} for aet, port in ports.items()]
+        config = tenant_config(orthanc, servers)
+        config["Orthanc"]["Url"] = proxy.url
+        with run_tenants(config):
+            proxy.method_delays = {"POST": 0.5}  # both pass the check before either store lands
+
+            def send(aet: str) -> None:
+                statuses[aet] = int(store(ports[aet], aet, [mine[aet]])[0].Status)
+
+            threads = [threading.Thread(target=send, args=(aet,)) for aet in ports]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+    accepted = [aet for aet, code in statuses.items() if code == 0]
+    assert len(statuses) == 2 and len(accepted) <= 1, statuses
+    assert all(code in (0, 0x0124) for code in statuses.values()), statuses
+    study = ids_of(mine["RACE_A"])["Study"]
+    labels = rest.labels("Study", study) if rest.exists("Study", study) else []
+    assert labels == [aet.lower() for aet in accepted]
+    for aet, ds in mine.items():
+        assert rest.exists("Instance", ids_of(ds)["Instance"]) == (aet in accepted), aet
+
+
 def test_store_levels_follow_the_configuration(orthanc: OrthancHandle, rest: OrthancRest) -> None:
     port = free_port()
     config = tenant_config(

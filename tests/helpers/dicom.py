@@ -7,6 +7,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     PatientRootQueryRetrieveInformationModelFind,
@@ -17,6 +18,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+
+from tenant_server.sockets import guard_answers
 
 MODELS = {
     "S": (
@@ -50,11 +53,20 @@ def requesting_ae(calling: str) -> AE:
     return ae
 
 
+def connect(ae: AE, port: int, called: str, **kwargs: Any) -> Association:
+    """An association to a server on loopback, guarded against pynetdicom's reactor taking the
+    answer a ``send_c_*()`` waits for (~1 exchange in 700, see tenant_server.sockets.guard_answers):
+    tests must not flake on the client's race."""
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, **kwargs)
+    guard_answers(assoc)
+    return assoc
+
+
 def find(
     port: int, called: str, ds: Dataset, model: str = "S", calling: str = "TESTSCU"
 ) -> tuple[list[Dataset], int]:
     """All answers of one C-FIND and the final status."""
-    assoc = requesting_ae(calling).associate("127.0.0.1", port, ae_title=called)
+    assoc = connect(requesting_ae(calling), port, called)
     assert assoc.is_established, f"association with {called} refused"
     answers, final = [], -1
     try:
@@ -76,7 +88,7 @@ def values(answers: Iterable[Dataset], keyword: str) -> set[str]:
 
 def move(port: int, called: str, ds: Dataset, destination: str, model: str = "S") -> list[Dataset]:
     """Every C-MOVE response (pending ones included)."""
-    assoc = requesting_ae("TESTSCU").associate("127.0.0.1", port, ae_title=called)
+    assoc = connect(requesting_ae("TESTSCU"), port, called)
     assert assoc.is_established
     try:
         return [status for status, _ in assoc.send_c_move(ds, destination, MODELS[model][1])]
@@ -98,9 +110,7 @@ def get(port: int, called: str, ds: Dataset, model: str = "S") -> tuple[list[Dat
     for context in StoragePresentationContexts[:120]:
         ae.add_requested_context(context.abstract_syntax)
         roles.append(build_role(context.abstract_syntax, scp_role=True))
-    assoc = ae.associate(
-        "127.0.0.1", port, ae_title=called, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
-    )
+    assoc = connect(ae, port, called, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert assoc.is_established
     try:
         responses = [status for status, _ in assoc.send_c_get(ds, MODELS[model][2])]
@@ -115,7 +125,7 @@ def store(port: int, called: str, datasets: Iterable[Dataset], calling: str = "T
     for context in StoragePresentationContexts:
         ae.add_requested_context(context.abstract_syntax)
     ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assoc = connect(ae, port, called)
     assert assoc.is_established
     try:
         return [assoc.send_c_store(ds) for ds in datasets]

@@ -3,7 +3,8 @@
 It forwards every request unchanged, except when told to fail: "down" answers 503 to
 everything, "refuse-labels" answers 500 to label PUTs only, "refuse-labels-and-deletes" to
 label PUTs and DELETEs (an outage that starts right after an instance was stored).
-``delay`` slows every forwarded request down (an Orthanc busy with other work). It injects failures into a
+``delay`` slows every forwarded request down (an Orthanc busy with other work), and
+``method_delays`` requests of one method (e.g. {"POST": 0.5}: stores land late). It injects failures into a
 real Orthanc's traffic; it never imitates Orthanc's answers.
 """
 
@@ -24,6 +25,7 @@ class FaultProxy:
         self.target = target.rstrip("/")
         self.mode = "pass"
         self.delay = 0.0
+        self.method_delays: dict[str, float] = {}
         self.port = free_port()
         self.session = requests.Session()
 
@@ -52,7 +54,7 @@ def fault_proxy(target: str) -> Iterator[FaultProxy]:
             if proxy.fails(self.command, self.path):
                 self._reply(503 if proxy.mode == "down" else 500, b"injected fault", "text/plain")
                 return
-            time.sleep(proxy.delay)
+            time.sleep(proxy.delay + proxy.method_delays.get(self.command, 0.0))
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
             upstream = proxy.session.request(
                 self.command, proxy.target + self.path, data=body, headers=headers, timeout=60
