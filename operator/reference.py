@@ -64,9 +64,12 @@ servers out of all), `READY` (the Ready condition) and `AGE`; `-o wide` adds the
 | `Ready` | every server's Deployment runs the current configuration with all replicas ready, for the current `metadata.generation` | `AllServersReady`; False: `RollingOut`, `Reconciling`, `ReconcileFailed`, `DeploymentFailed`, `InvalidSpec` |
 | `Progressing` | pods are rolling out, or the operator is retrying after an API error | `RollingOut`, `Reconciling`, `Retrying`; False: `Complete`, `DeploymentFailed`, `InvalidSpec` |
 | `Degraded` | the spec is invalid, the API refused a change, or a Deployment cannot progress (`ProgressDeadlineExceeded`, `ReplicaFailure`) | `InvalidSpec`, `ReconcileFailed`, `DeploymentFailed`; False: `AsExpected` |
+| `Reconciling` | as `Progressing` (the kstatus convention, read by Flux) | as `Progressing` |
+| `Stalled` | `Degraded` and not retried: an invalid spec or a Deployment that cannot progress (kstatus; Flux fails its health check at once) | `InvalidSpec`, `DeploymentFailed`; False: `AsExpected` |
 
 Every condition carries `observedGeneration`, `lastTransitionTime` (kept while the status is
-unchanged), `reason` and `message`.
+unchanged), `reason` and `message`. `status.observedGeneration` is the generation the operator
+last applied, or judged invalid.
 """
 
 

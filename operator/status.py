@@ -1,9 +1,11 @@
 """The resource's status: per-server readiness and Ready/Progressing/Degraded conditions.
 
 Conditions follow metav1.Condition (type, status, observedGeneration, lastTransitionTime,
-reason, message) so that ``kubectl wait --for=condition=Ready``, Flux (kstatus reads
-``Ready`` and ``observedGeneration``) and the Argo CD health script in docs/kubernetes.md
-all understand them. Everything here is pure: the inputs are what the indexes saw of the
+reason, message) so that ``kubectl wait --for=condition=Ready`` and the Argo CD health
+script in docs/kubernetes.md understand them. ``Reconciling`` and ``Stalled`` repeat what
+``Progressing`` and ``Degraded`` say in the kstatus convention (sigs.k8s.io/cli-utils), the
+only conditions Flux's health checks read on a custom resource: without them Flux would call
+a resource whose pods never start "Current". Everything here is pure: the inputs are what the indexes saw of the
 children.
 """
 
@@ -21,6 +23,8 @@ Condition = dict[str, Any]
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+RECONCILING = "Reconciling"  # kstatus: the spec is not realised yet, work is going on
+STALLED = "Stalled"  # kstatus: no progress without someone changing something
 
 
 def now() -> str:
@@ -211,6 +215,33 @@ def _stamp(
     return conditions
 
 
+def _kstatus(conditions: list[Condition], generation: int | None) -> list[Condition]:
+    """Reconciling and Stalled, derived from Progressing and Degraded.
+
+    Stalled is a Degraded state that is not retried (an invalid spec, a Deployment past its
+    progress deadline); a reconcile error being retried with backoff is still Reconciling.
+    """
+    by_type = {c["type"]: c for c in conditions}
+    progressing, degraded = by_type[PROGRESSING], by_type[DEGRADED]
+    stalled = degraded["status"] == "True" and progressing["status"] == "False"
+    return [
+        _condition(
+            RECONCILING,
+            progressing["status"] == "True",
+            progressing["reason"],
+            progressing["message"] if progressing["status"] == "True" else "",
+            generation,
+        ),
+        _condition(
+            STALLED,
+            stalled,
+            degraded["reason"] if stalled else "AsExpected",
+            degraded["message"] if stalled else "",
+            generation,
+        ),
+    ]
+
+
 def _summary(entries: list[dict[str, Any]], limit: int = 5) -> str:
     waiting = [f"{e['aet']}: {e.get('message', 'not ready')}" for e in entries if not e["ready"]]
     text = "; ".join(waiting[:limit])
@@ -228,7 +259,8 @@ def compute_status(
     failures: list[str] | None = None,
     timestamp: str | None = None,
 ) -> dict[str, Any]:
-    """The whole status but ``observedGeneration``, which only a successful reconcile sets.
+    """The whole status but ``observedGeneration``, which a successful reconcile sets (and the
+    handlers set for a spec they found invalid, see handlers/common.py).
 
     ``generation`` is the resource's metadata.generation the conditions are about;
     ``reconciled`` whether the children were brought to that generation's spec.
@@ -291,6 +323,7 @@ def compute_status(
                 _condition(PROGRESSING, False, "Complete", message, generation),
                 _condition(DEGRADED, False, "AsExpected", "", generation),
             ]
+    conditions += _kstatus(conditions, generation)
     return {
         "conditions": _stamp(conditions, previous_conditions, timestamp),
         "readyServers": counts,

@@ -73,6 +73,10 @@ def current_status(
         invalid=invalid,
         reconcile_error=memo.get("reconcile_error") if invalid is None else None,
     )
+    if invalid is not None and owner.generation is not None:
+        # Observed and judged: nothing more happens until the spec changes. kstatus (Flux)
+        # reads Stalled only once observedGeneration has caught up with the generation.
+        observed = owner.generation
     if observed is not None:
         status["observedGeneration"] = observed
     return status

@@ -2,7 +2,8 @@
 
 The statuses are produced by the operator's own status code for each situation (not written
 by hand), then judged by the Lua script of docs/kubernetes.md (the same as docs/gitops.md's)
-in Lua 5.1, Argo CD's dialect, and by the Flux ``healthCheckExprs`` of docs/gitops.md.
+in Lua 5.1, Argo CD's dialect, by the Flux ``healthCheckExprs`` of docs/gitops.md, and by
+kstatus's rules for custom resources (what Flux uses when no expression is given).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     ),
     "invalid spec": (
         resource(
-            2, compute_status(generation=2, reconciled=False, servers=[], invalid="spec.servers[0].port"), 1
+            2, compute_status(generation=2, reconciled=False, servers=[], invalid="spec.servers[0].port"), 2
         ),
         "Degraded",
         "failed",
@@ -85,6 +86,36 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
         "failed",
     ),
 }
+
+
+# kstatus's verdict where it differs from the expressions': with no status at all there is
+# nothing to go on, so kstatus calls the resource Current (the expressions wait for Ready); an
+# API error being retried is still in progress for kstatus (the expressions fail on Degraded).
+KSTATUS = {case: flux for case, (_, _, flux) in CASES.items()} | {
+    "no status yet": "current",
+    "API error, retrying": "in progress",
+}
+
+
+def kstatus(obj: dict[str, Any]) -> str:
+    """sigs.k8s.io/cli-utils kstatus for a custom resource (its generic rules, in order):
+    observedGeneration behind metadata.generation is InProgress; a ``Reconciling=True``
+    condition InProgress; ``Stalled=True`` Failed; anything else Current."""
+    status = obj.get("status") or {}
+    observed = status.get("observedGeneration")
+    if observed is not None and observed != obj["metadata"].get("generation"):
+        return "in progress"
+    for condition in status.get("conditions") or []:
+        if condition["type"] == "Reconciling" and condition["status"] == "True":
+            return "in progress"
+        if condition["type"] == "Stalled" and condition["status"] == "True":
+            return "failed"
+    return "current"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_flux_kstatus_without_expressions(case: str) -> None:
+    assert kstatus(CASES[case][0]) == KSTATUS[case]
 
 
 def lua_block(path: Any) -> str:

@@ -274,6 +274,8 @@ def test_conditions_through_a_lifecycle() -> None:
         "Ready": ("False", "RollingOut"),
         "Progressing": ("True", "RollingOut"),
         "Degraded": ("False", "AsExpected"),
+        "Reconciling": ("True", "RollingOut"),  # kstatus: InProgress
+        "Stalled": ("False", "AsExpected"),
     }
     assert rolling["readyServers"] == "0/1"
     assert all(c["observedGeneration"] == 4 for c in rolling["conditions"])
@@ -289,7 +291,14 @@ def test_conditions_through_a_lifecycle() -> None:
     )
     assert conditions(ready)["Ready"] == ("True", "AllServersReady")
     times = {c["type"]: c["lastTransitionTime"] for c in ready["conditions"]}
-    assert times == {"Ready": "t2", "Progressing": "t2", "Degraded": "t1"}
+    assert times == {
+        "Ready": "t2",
+        "Progressing": "t2",
+        "Degraded": "t1",
+        "Reconciling": "t2",
+        "Stalled": "t1",
+    }
+    assert conditions(ready)["Reconciling"] == ("False", "Complete")  # kstatus: Current
 
     stale = compute_status(
         generation=5, reconciled=False, servers=entries, previous_conditions=ready["conditions"]
@@ -302,15 +311,20 @@ def test_conditions_through_a_lifecycle() -> None:
         "Ready": ("False", "DeploymentFailed"),
         "Progressing": ("False", "DeploymentFailed"),
         "Degraded": ("True", "DeploymentFailed"),
+        "Reconciling": ("False", "DeploymentFailed"),
+        "Stalled": ("True", "DeploymentFailed"),  # kstatus: Failed
     }
     invalid = compute_status(generation=4, reconciled=False, servers=[], invalid="spec.x: bad")
     assert conditions(invalid)["Degraded"] == ("True", "InvalidSpec")
     assert conditions(invalid)["Progressing"] == ("False", "InvalidSpec")
+    assert conditions(invalid)["Stalled"] == ("True", "InvalidSpec")
     retrying = compute_status(generation=4, reconciled=False, servers=[], reconcile_error="403 Forbidden")
     assert conditions(retrying) == {
         "Ready": ("False", "ReconcileFailed"),
         "Progressing": ("True", "Retrying"),
         "Degraded": ("True", "ReconcileFailed"),
+        "Reconciling": ("True", "Retrying"),  # retried with backoff: not stalled
+        "Stalled": ("False", "AsExpected"),
     }
 
 
