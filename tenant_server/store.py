@@ -157,6 +157,8 @@ class Storer:
     def _refusal(self, level: str, resource: str, before_store: bool) -> str | None:
         """``level`` when the existing resource is not this tenant's to add to; None if it is
         (or does not exist, or is the unlabelled resource this very request created)."""
+        if before_store and not self.client.exists(level, resource):
+            return None  # the usual case for new data, answered without reading any labels
         labels = self.client.labels(level, resource)
         if labels is None or (not labels and not before_store):
             return None
@@ -182,7 +184,8 @@ class Storer:
             return None, True
         study_existed = True
         if "Study" in guarded and ids["Study"] not in self.owned:
-            labels = self.client.labels("Study", ids["Study"])
+            exists = self.client.exists("Study", ids["Study"])
+            labels = self.client.labels("Study", ids["Study"]) if exists else None
             study_existed = labels is not None
             if labels is not None and not self.view.may_attach(
                 labels or self._await_labels("Study", ids["Study"])
@@ -233,7 +236,7 @@ class Storer:
         }
         claim = self.strict and not study_existed and "Study" in self.tenant.store_levels
         if self.strict:
-            refused = self._after_store(stored, ids, created, study_existed and not claim)
+            refused = self._after_store(stored, ids, created, study_existed or claim)
             if refused is not None:
                 self._undo(created, stored)
                 return StoreOutcome(NOT_AUTHORIZED, refused, status)
