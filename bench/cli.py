@@ -451,7 +451,7 @@ def print_floors(rows: list[Row], floors: dict[str, float]) -> None:
     """The best ratio any server could reach with the same client, next to ours and the target."""
     for row in rows:
         key = FLOOR_KEYS.get(row.key)
-        if key is None or key not in floors or not row.plugin:
+        if key is None or not isinstance(floors.get(key), float | int) or not row.plugin:
             continue
         best = floors[key] / row.plugin
         print(
@@ -518,9 +518,13 @@ def main(argv: list[str] | None = None) -> int:
         log("C-MOVE")
         bench.moves()
         log("client floors (the same clients against a server that does no work)")
-        bench.baselines["client_floor"] = floor.measure(
-            bench.fresh_files(plan.store_instances), plan.find_set, plan.find_many_runs, use_dcmtk
-        )
+        try:
+            bench.baselines["client_floor"] = floor.measure(
+                bench.fresh_files(plan.store_instances), plan.find_set, plan.find_many_runs, use_dcmtk
+            )
+        except Exception as exc:  # the comparison above is worth keeping even so
+            bench.warn(f"client floor run failed: {exc!r}")
+            bench.baselines["client_floor"] = {"error": repr(exc)}
         meta = machine_info(orthanc_version(stack), dcmtk.version() if use_dcmtk else "")
         meta["loadavg_at_start"] = load_at_start
         meta["loadavg_before_memory"] = list(os.getloadavg())

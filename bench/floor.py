@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,10 @@ from local_orthanc.server import free_port
 from pydicom import datadict
 from pydicom.tag import BaseTag, Tag
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 from bench import clients, dcmtk
 from bench.report import median
@@ -72,6 +76,7 @@ def serve(port: int, answer_count: int) -> None:
     ae = AE(ae_title=AET)
     ae.supported_contexts = AllStoragePresentationContexts
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(Verification)
     handlers: list[Any] = [
         *TUNING_HANDLERS,
         (evt.EVT_C_STORE, lambda event: 0x0000),
@@ -80,12 +85,28 @@ def serve(port: int, answer_count: int) -> None:
     ae.start_server(("127.0.0.1", port), evt_handlers=handlers)  # blocks until killed
 
 
+def _wait_echo(port: int, timeout: float = 20.0) -> None:
+    """Until the SCP answers a C-ECHO: a listening port is not yet a serving AE."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            assoc = clients.associate(AET, port, Verification)
+            assoc.send_c_echo()
+            assoc.release()
+            return
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def measure(store_files: list[bytes], answer_count: int, runs: int, with_dcmtk: bool) -> dict[str, Any]:
     """C-STORE (1 and 4 associations) and a C-FIND of ``answer_count`` answers against the floor SCP."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "bench.floor", str(port), str(answer_count)])
     try:
         _wait_port(port)
+        _wait_echo(port)
         result: dict[str, Any] = {}
         for associations in (1, 4):
             run = clients.store_parallel(AET, port, store_files, associations)
