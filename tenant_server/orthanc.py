@@ -174,17 +174,23 @@ class OrthancClient:
         result: dict[str, Any] = self._json(reply, "POST /instances")
         return result
 
-    def exists(self, level: str, resource: str) -> bool:
-        """Whether the resource exists, asked through ``/statistics``: Orthanc 1.12.7 answers it
-        in constant time, while reading a resource (``GET /studies/{id}``, its labels, a 404
-        for an absent one) grows with the archive (13 ms at 50,000 studies on SQLite,
-        docs/performance.md)."""
+    def statistics(self, level: str, resource: str) -> dict[str, Any] | None:
+        """A resource's ``/statistics`` (counts, sizes), or None when it does not exist.
+
+        Orthanc 1.12.7 answers it in constant time, while reading a resource
+        (``GET /studies/{id}``, its labels, a 404 for an absent one) grows with the archive
+        (13 ms at 50,000 studies on SQLite, docs/performance.md): the store path asks it
+        whenever it only needs to know whether something exists or how much it holds.
+        """
         route = LEVEL_ROUTES[level]
         reply = self._call("GET", f"/{route}/{resource}/statistics", f"/{route}/{{id}}/statistics")
         if reply.status == 404:
-            return False
-        self._json(reply, f"GET /{route}/{{id}}/statistics")
-        return True
+            return None
+        result: dict[str, Any] = self._json(reply, f"GET /{route}/{{id}}/statistics")
+        return result
+
+    def exists(self, level: str, resource: str) -> bool:
+        return self.statistics(level, resource) is not None
 
     def labels(self, level: str, resource: str) -> list[str] | None:
         """The resource's labels, or None when it does not exist."""

@@ -241,7 +241,7 @@ class Storer:
                 self._undo(created, stored)
                 return StoreOutcome(NOT_AUTHORIZED, refused, status)
         try:
-            if claim and self._claim_study(stored["Study"]):
+            if claim and self._claim_study(stored["Study"], created):
                 self._undo(created, stored)
                 return StoreOutcome(
                     NOT_AUTHORIZED, "isolation: the study was claimed concurrently by another tenant", status
@@ -276,16 +276,21 @@ class Storer:
             return "isolation: the study was claimed concurrently by another tenant"
         return None
 
-    def _claim_study(self, study: str) -> bool:
-        """Label a study this store created, then look at its labels: True (the label taken back)
-        when another tenant labelled it meanwhile.
+    def _claim_study(self, study: str, created: bool) -> bool:
+        """Label a study this store created, then make sure no other tenant claimed it too:
+        True (and the label taken back) when one did.
 
         Labelling *before* looking is what closes the race: of two tenants creating one
         study at the same moment, the later look sees both labels, so both may refuse but
-        never both accept (looking first, both could see none and both label it).
+        never both accept (looking first, both could see none and both label it). The look
+        is cheap when the study holds just the instance this request created: anyone who
+        stores into it from now on finds this label when it looks. Otherwise (someone else
+        stored into it meanwhile) the study's labels are read.
         """
         for label in self.tenant.labels:
             self.client.add_label("Study", study, label)
+        if created and (self.client.statistics("Study", study) or {}).get("CountInstances") == 1:
+            return False
         if not set(self.client.labels("Study", study) or []) - set(self.tenant.labels):
             return False
         for label in self.tenant.labels:

@@ -271,21 +271,32 @@ def test_instance_left_unlabelled_by_an_outage_does_not_block_the_retry(
             assert store(port, "HALFWAY", [other])[0].Status == 0
 
 
+@pytest.mark.parametrize(
+    "post_delays",
+    [
+        pytest.param({"RACE_A": 0.5, "RACE_B": 0.5}, id="stores land together"),
+        pytest.param({"RACE_A": 0.0, "RACE_B": 0.5}, id="B's store lands after A's is done"),
+    ],
+)
 def test_two_tenants_creating_one_study_at_once_never_both_get_it(
-    orthanc: OrthancHandle, rest: OrthancRest
+    orthanc: OrthancHandle, rest: OrthancRest, post_delays: dict[str, float]
 ) -> None:
-    """Both check the (absent) study, both stores land at the same moment: labelling then
-    looking means at most one is acknowledged, and the study carries only that one's label."""
+    """Both find the study absent, then their stores land (together, or one after the other
+    is acknowledged): at most one is acknowledged, and the study carries only its label."""
     ports = {"RACE_A": free_port(), "RACE_B": free_port()}
     spec = StudySpec()
     mine = {aet: make_instance(spec, generate_uid(), 1, n) for n, aet in enumerate(ports, start=1)}
     statuses: dict[str, int] = {}
-    with fault_proxy(orthanc.url) as proxy:
-        servers = [{"AET": aet, "Port": port, "Labels": [aet.lower()]} for aet, port in ports.items()]
-        config = tenant_config(orthanc, servers)
-        config["Orthanc"]["Url"] = proxy.url
-        with run_tenants(config):
-            proxy.method_delays = {"POST": 0.5}  # both pass the check before either store lands
+    with fault_proxy(orthanc.url) as proxy_a, fault_proxy(orthanc.url) as proxy_b:
+        proxies = {"RACE_A": proxy_a, "RACE_B": proxy_b}
+        servers = []
+        for aet, port in ports.items():
+            config = tenant_config(orthanc, [{"AET": aet, "Port": port, "Labels": [aet.lower()]}])
+            config["Orthanc"]["Url"] = proxies[aet].url
+            servers.append(config)
+        with run_tenants(servers[0]), run_tenants(servers[1]):
+            for aet, proxy in proxies.items():
+                proxy.method_delays = {"POST": post_delays[aet]}
 
             def send(aet: str) -> None:
                 statuses[aet] = int(store(ports[aet], aet, [mine[aet]])[0].Status)
@@ -298,6 +309,8 @@ def test_two_tenants_creating_one_study_at_once_never_both_get_it(
     accepted = [aet for aet, code in statuses.items() if code == 0]
     assert len(statuses) == 2 and len(accepted) <= 1, statuses
     assert all(code in (0, 0x0124) for code in statuses.values()), statuses
+    if post_delays["RACE_A"] < post_delays["RACE_B"]:
+        assert accepted == ["RACE_A"], statuses  # the first one done keeps the study
     study = ids_of(mine["RACE_A"])["Study"]
     labels = rest.labels("Study", study) if rest.exists("Study", study) else []
     assert labels == [aet.lower() for aet in accepted]
