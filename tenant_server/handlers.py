@@ -22,6 +22,7 @@ from pynetdicom.presentation import PresentationContext
 from tenant_server.access import REJECT_LIMIT, AccessPolicy
 from tenant_server.answer_stream import DirectAnswers
 from tenant_server.audit import Audit
+from tenant_server.cancels import keep_late_cancels
 from tenant_server.config import DicomSettings, TenantSettings
 from tenant_server.encoding import IncompleteEncoding, verify_complete
 from tenant_server.find import Finder
@@ -167,6 +168,7 @@ class TenantHandlers:
     def bindings(self) -> list[tuple[Any, Any]]:
         return [
             *TUNING_HANDLERS,
+            (evt.EVT_CONN_OPEN, keep_late_cancels),
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_ESTABLISHED, self.on_established),
             (evt.EVT_C_ECHO, self.on_echo),

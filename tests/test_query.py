@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from typing import Any
 
 import pytest
 from local_orthanc import OrthancHandle, dcmtk
 from local_orthanc.server import free_port
 from local_orthanc.synthetic import StudySpec, make_instance, to_bytes
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
 from tests.helpers.archive import Archive, load_archive
@@ -300,6 +304,31 @@ def test_orthanc_unreachable_gives_a_failure_status_and_echo_still_works() -> No
         assoc.release()
 
 
+def find_then_cancel(port: int, aet: str, query: Dataset) -> list[int]:
+    """Statuses of a C-FIND whose C-CANCEL is sent right behind the request."""
+    assoc = requesting_ae("TESTSCU").associate("127.0.0.1", port, ae_title=aet)
+    try:
+        responses = assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind, msg_id=7)
+        context = next(
+            c
+            for c in assoc.accepted_contexts
+            if c.abstract_syntax == StudyRootQueryRetrieveInformationModelFind
+        )
+        assoc.send_c_cancel(7, context.context_id)
+        return [int(status.Status) for status, _ in responses]
+    finally:
+        assoc.release()
+
+
+def store_patient_studies(rest: OrthancRest, count: int, label: str) -> str:
+    patient = "CANCEL" + generate_uid()[-8:]
+    for _ in range(count):
+        rest.store_with_labels(
+            to_bytes(make_instance(StudySpec(patient_id=patient), generate_uid(), 1, 1)), [label]
+        )
+    return patient
+
+
 def test_c_cancel_stops_a_running_find(orthanc: OrthancHandle, rest: OrthancRest) -> None:
     """A C-CANCEL that arrives while the server is still working ends the find with 0xFE00.
 
@@ -307,11 +336,7 @@ def test_c_cancel_stops_a_running_find(orthanc: OrthancHandle, rest: OrthancRest
     the request, so it is there before the first answer: answers now leave faster than a
     client reads them, and a cancel sent after the first may come after the last (and is
     then rightly ignored)."""
-    patient = "CANCEL" + generate_uid()[-8:]
-    for _ in range(30):
-        rest.store_with_labels(
-            to_bytes(make_instance(StudySpec(patient_id=patient), generate_uid(), 1, 1)), ["compat_a"]
-        )
+    patient = store_patient_studies(rest, 30, "compat_a")
     port = free_port()
     with fault_proxy(orthanc.url) as proxy:
         config = tenant_config(
@@ -320,24 +345,38 @@ def test_c_cancel_stops_a_running_find(orthanc: OrthancHandle, rest: OrthancRest
         config["Orthanc"]["Url"] = proxy.url
         with run_tenants(config):
             proxy.delay = 0.5
-            assoc = requesting_ae("TESTSCU").associate("127.0.0.1", port, ae_title="SLOW")
-            statuses = []
-            try:
-                responses = assoc.send_c_find(
-                    identifier("STUDY", PatientID=patient, StudyInstanceUID=""),
-                    StudyRootQueryRetrieveInformationModelFind,
-                    msg_id=7,
-                )
-                context = next(
-                    c
-                    for c in assoc.accepted_contexts
-                    if c.abstract_syntax == StudyRootQueryRetrieveInformationModelFind
-                )
-                assoc.send_c_cancel(7, context.context_id)
-                statuses = [int(status.Status) for status, _ in responses]
-            finally:
-                assoc.release()
+            statuses = find_then_cancel(
+                port, "SLOW", identifier("STUDY", PatientID=patient, StudyInstanceUID="")
+            )
     assert statuses == [0xFE00]
+
+
+def test_c_cancel_read_before_its_request_is_served(
+    orthanc: OrthancHandle, rest: OrthancRest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pynetdicom forgets the C-CANCELs it has read when its reactor starts serving a request:
+    a cancel read before that moment (the reactor slower than the reading thread, as on a
+    loaded machine, forced here with a delay) must still cancel (tenant_server/cancels.py)."""
+    patient = store_patient_studies(rest, 5, "compat_a")
+    serve = Association._serve_request
+
+    def serve_late(self: Association, msg: Any, context_id: int) -> None:
+        time.sleep(0.3)  # the C-CANCEL right behind the request is read meanwhile
+        serve(self, msg, context_id)
+
+    monkeypatch.setattr(Association, "_serve_request", serve_late)
+    port = free_port()
+    config = tenant_config(
+        orthanc, [{"AET": "LATE", "Port": port, "Labels": ["compat_a"]}], DicomAlwaysAllowFind=True
+    )
+    with run_tenants(config):
+        cancelled = find_then_cancel(
+            port, "LATE", identifier("STUDY", PatientID=patient, StudyInstanceUID="")
+        )
+        # The next request on a new association is not touched by that cancel.
+        answers, status = find(port, "LATE", identifier("STUDY", PatientID=patient, StudyInstanceUID=""))
+    assert cancelled == [0xFE00]
+    assert status == 0x0000 and len(answers) == 5
 
 
 def test_counts_leave_out_children_of_another_tenant(ours: dict[str, int], rest: OrthancRest) -> None:
