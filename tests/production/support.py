@@ -62,7 +62,8 @@ def process_stats(pid: int, pooled_port: int | None = None) -> dict[str, int]:
     """Threads, open descriptors and resident memory (kB) of a process, from /proc.
 
     With ``pooled_port``, connections to that port (the Orthanc client's keep-alive pool,
-    bounded by its size) are counted apart, as ``pooled``, and not in ``fds``.
+    bounded by its size) are counted apart, as ``pooled``, and not in ``fds``; so are the
+    eventfds, as ``wakeups``: libcurl keeps two with each idle handle of that pool.
     """
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
@@ -72,10 +73,12 @@ def process_stats(pid: int, pooled_port: int | None = None) -> dict[str, int]:
             links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
     pooled = _sockets_to(pid, pooled_port) if pooled_port else set()
     in_pool = sum(1 for link in links if link in pooled)
+    wakeups = sum(1 for link in links if link == "anon_inode:[eventfd]") if pooled_port else 0
     return {
         "threads": int(fields["Threads"].strip()),
-        "fds": len(links) - in_pool,
+        "fds": len(links) - in_pool - wakeups,
         "pooled": in_pool,
+        "wakeups": wakeups,
         "rss_kb": int(fields["VmRSS"].strip().split()[0]),
     }
 

@@ -296,6 +296,7 @@ def test_mixed_load(orthanc: OrthancHandle, label: str, destination: StorageScp)
     assert after["threads"] <= baseline["threads"], (baseline, after)
     assert after["fds"] <= baseline["fds"], (baseline, after)
     assert after["pooled"] <= ORTHANC_POOL_SIZE, after  # keep-alive connections, bounded
+    assert after["wakeups"] <= 2 * ORTHANC_POOL_SIZE, after  # and their handles' eventfds
     # Flat memory: after the first third (caches warm), RSS grows by less than 25 MB or 25 %.
     assert rss[-1] - third < max(25_000, third // 4), rss
     assert 'tenant_operations_total{operation="Move",outcome="success",tenant="LOAD"}' in metrics
