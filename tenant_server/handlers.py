@@ -29,6 +29,7 @@ from tenant_server.find import Finder
 from tenant_server.hierarchy import InstanceRef
 from tenant_server.identifiers import UNIQUE_KEY, IdentifierError, Query, build_answer, parse_query
 from tenant_server.orthanc import OrthancClient, OrthancError
+from tenant_server.part10 import file_meta
 from tenant_server.retrieve import Retriever
 from tenant_server.sockets import TUNING_HANDLERS
 from tenant_server.store import CANNOT_UNDERSTAND, DATASET_MISMATCH, Storer, read_keys
@@ -370,9 +371,10 @@ class TenantHandlers:
         if not self._allowed(event, "Store"):
             return status(NOT_AUTHORIZED, "calling AE not allowed to store into this tenant")
         request: Any = event.request
+        calling, peer = caller(event)
         try:
-            ds = event.dataset
-            keys = read_keys(ds)
+            keys = read_keys(event.dataset)
+            meta = file_meta(keys.sop_class_uid, keys.sop_uid, event.context.transfer_syntax, calling)
         except Exception as exc:
             self._finish(event, "Store", start, CANNOT_UNDERSTAND, error=str(exc)[:200])
             return status(CANNOT_UNDERSTAND, "cannot read the data set")
@@ -381,8 +383,7 @@ class TenantHandlers:
         ):
             self._finish(event, "Store", start, DATASET_MISMATCH, sop_instance_uid=keys.sop_uid)
             return status(DATASET_MISMATCH, "data set UIDs differ from the command's")
-        calling, peer = caller(event)
-        outcome = self.storer.store(bytes(event.encoded_dataset()), keys, calling, peer)
+        outcome = self.storer.store(meta + request.DataSet.getvalue(), keys, calling, peer)
         self._finish(
             event,
             "Store",

@@ -51,6 +51,7 @@ def test_stored_byte_for_byte_and_labelled(ours: dict[str, int], rest: OrthancRe
             BytesIO(rest.session.get(f"{rest.url}/instances/{ids_of(ds)['Instance']}/file").content)
         )
         assert stored.PixelData == ds.PixelData and stored.PatientName == ds.PatientName
+        assert stored.file_meta.SourceApplicationEntityTitle == "TESTSCU"  # who sent it
 
 
 # dcmtk storescu option that proposes each file's own transfer syntax
