@@ -80,22 +80,34 @@ def _header(tag: BaseTag, vr: str, length: int, implicit: bool) -> bytes:
     return struct.pack("<HH2sH", tag.group, tag.element, vr.encode(), length)
 
 
-def find_response_command(sop_class_uid: str, message_id: int, status: int, has_dataset: bool) -> bytes:
-    """A C-FIND-RSP command set (always implicit VR little endian, PS3.7 6.3.1)."""
-    uid = sop_class_uid.encode("ascii")
-    if len(uid) % 2:
-        uid += b"\0"
-    body = b"".join(
-        struct.pack("<HHL", 0x0000, element, len(value)) + value
-        for element, value in (
-            (0x0002, uid),
-            (0x0100, struct.pack("<H", C_FIND_RSP)),
-            (0x0120, struct.pack("<H", message_id)),
-            (0x0800, struct.pack("<H", DATASET_PRESENT if has_dataset else NO_DATASET)),
-            (0x0900, struct.pack("<H", status)),
-        )
-    )
+def command_element(element: int, value: bytes | str | int) -> tuple[int, bytes]:
+    """A group 0000 element's value as written: a ``str`` as a UID (NUL-padded), an ``int``
+    as US; ``bytes`` are taken as already padded."""
+    if isinstance(value, int):
+        return element, struct.pack("<H", value)
+    if isinstance(value, str):
+        data = value.encode("ascii")
+        return element, data + b"\0" if len(data) % 2 else data
+    return element, value
+
+
+def command_set(elements: list[tuple[int, bytes]]) -> bytes:
+    """A DIMSE command set (always implicit VR little endian, PS3.7 6.3.1) with its group length."""
+    body = b"".join(struct.pack("<HHL", 0x0000, element, len(value)) + value for element, value in elements)
     return struct.pack("<HHLL", 0x0000, 0x0000, 4, len(body)) + body
+
+
+def find_response_command(sop_class_uid: str, message_id: int, status: int, has_dataset: bool) -> bytes:
+    """A C-FIND-RSP command set."""
+    return command_set(
+        [
+            command_element(0x0002, sop_class_uid),
+            command_element(0x0100, C_FIND_RSP),
+            command_element(0x0120, message_id),
+            command_element(0x0800, DATASET_PRESENT if has_dataset else NO_DATASET),
+            command_element(0x0900, status),
+        ]
+    )
 
 
 def _pdvs(context_id: int, payload: bytes, last: int, more: int, room: int) -> Iterator[bytes]:

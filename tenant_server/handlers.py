@@ -33,6 +33,7 @@ from tenant_server.part10 import file_meta
 from tenant_server.retrieve import Retriever
 from tenant_server.sockets import TUNING_HANDLERS
 from tenant_server.store import CANNOT_UNDERSTAND, DATASET_MISMATCH, Storer, read_keys
+from tenant_server.store_response import direct_store_responses
 from tenant_server.telemetry import Telemetry
 from tenant_server.view import LabelView
 
@@ -170,6 +171,7 @@ class TenantHandlers:
         return [
             *TUNING_HANDLERS,
             (evt.EVT_CONN_OPEN, keep_late_cancels),
+            (evt.EVT_CONN_OPEN, direct_store_responses),
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_ESTABLISHED, self.on_established),
             (evt.EVT_C_ECHO, self.on_echo),

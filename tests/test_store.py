@@ -136,6 +136,7 @@ def test_hostile_tenant_cannot_join_anothers_study(
     payload = _forged(spec) if attack == "forged" else victim[0]
     response = store(ours["OURS_B"], "OURS_B", [payload])[0]
     assert response.Status == 0x0124
+    assert response.ErrorComment.startswith("isolation: the ")  # the reason reaches the modality
     assert [label_state(rest, ds) for ds in victim] == before  # the victim's labels are untouched
     if attack == "forged":
         assert not rest.exists("Instance", ids_of(payload)["Instance"])  # nothing written
