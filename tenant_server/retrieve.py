@@ -79,11 +79,8 @@ class Retriever:
         if query.level == "Series":
             series = self._match("Series", keys, ["RequestedTags"])
             uid = hex_tag(UNIQUE_KEY["Series"])
-            return self.hierarchy.instances_of_series(
-                [s["ID"] for s in series],
-                uid,
-                [s.get("RequestedTags", {}).get(uid, "") for s in series],
-            )
+            parents = {s["ID"]: s.get("RequestedTags", {}).get(uid, "") for s in series}
+            return self.hierarchy.instances_of_series(parents, parents, "Series")
         instances = self._match("Instance", keys, ["Parent", "Metadata"])
         return [
             InstanceRef(
