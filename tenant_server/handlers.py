@@ -30,6 +30,7 @@ from tenant_server.hierarchy import InstanceRef
 from tenant_server.identifiers import UNIQUE_KEY, IdentifierError, Query, build_answer, parse_query
 from tenant_server.orthanc import OrthancClient, OrthancError
 from tenant_server.part10 import file_meta
+from tenant_server.read_ahead import read_ahead
 from tenant_server.retrieve import Retriever
 from tenant_server.sockets import TUNING_HANDLERS
 from tenant_server.store import CANNOT_UNDERSTAND, DATASET_MISMATCH, Storer, read_keys
@@ -315,16 +316,19 @@ class TenantHandlers:
 
     def _datasets(self, event: evt.Event, refs: list[InstanceRef]) -> Iterator[tuple[int, Dataset | None]]:
         """Each instance read from Orthanc; one that cannot be read counts as a failed sub-operation."""
-        for ref in refs:
+        for read in read_ahead(self._instance, refs):
             if event.is_cancelled:
                 yield CANCELLED, None
                 return
             try:
-                yield PENDING, dcmread(BytesIO(self.client.instance_file(ref.id)))
+                yield PENDING, read.result()
             except (OrthancError, Exception):
                 unsendable = Dataset()
                 unsendable.SOPInstanceUID = "0"
                 yield PENDING, unsendable
+
+    def _instance(self, ref: InstanceRef) -> Dataset:
+        return dcmread(BytesIO(self.client.instance_file(ref.id)))
 
     def on_move(self, event: evt.Event) -> Iterator[Any]:
         start = time.perf_counter()
