@@ -32,7 +32,13 @@ def _element(element: int, vr: str, value: bytes) -> bytes:
 
 
 def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_aet: str) -> bytes:
-    """The preamble, ``DICM`` and the file meta group of a data set received over DICOM."""
+    """The preamble, ``DICM`` and the file meta group of a data set received over DICOM.
+
+    An AE title outside the default repertoire (a misbehaving peer) is left out rather than
+    refusing the instance; UIDs outside it raise ``UnicodeEncodeError`` (the data set is bad).
+    """
+    if not source_aet.isascii():
+        source_aet = ""
     elements = b"".join(
         (
             _element(0x0001, "OB", b"\x00\x01"),

@@ -46,3 +46,9 @@ def test_file_reads_back_with_its_source() -> None:
     assert read.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert read.SOPInstanceUID == source.SOPInstanceUID
     assert read.PixelData == source.PixelData
+
+
+def test_an_aet_outside_the_default_repertoire_is_left_out() -> None:
+    assert file_meta(CT, "1.2.3", ImplicitVRLittleEndian, "MODALITÉ") == file_meta(
+        CT, "1.2.3", ImplicitVRLittleEndian, ""
+    )
