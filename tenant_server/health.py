@@ -6,9 +6,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import requests
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tenant_server.orthanc import OrthancClient, OrthancError
 from tenant_server.server import TenantServers
 
 READY_CACHE_SECONDS = 2.0
@@ -18,17 +18,20 @@ READY_TIMEOUT_SECONDS = 2.0  # under the readiness probe's 3 s timeout, whatever
 class Readiness:
     """Orthanc reachable with our credentials and able to do labels, and every port bound.
 
-    One plain call with its own short timeout and no retries (the DICOM side's Orthanc
-    client waits DicomScpTimeout and retries): a probe must answer before the kubelet
-    gives up on it. Checks are serialised and cached, so one session serves every probe.
+    One call with its own short timeout and no retries (the DICOM side's Orthanc client
+    waits DicomScpTimeout and retries): a probe must answer before the kubelet gives up on
+    it. It goes through the same client as the DICOM side, so it trusts the same CAs for an
+    ``https://`` Orthanc. Checks are serialised and cached.
     """
 
     def __init__(self, servers: TenantServers) -> None:
         self.servers = servers
-        self._url = servers.settings.orthanc.url + "/system"
-        self._session = requests.Session()
-        self._session.trust_env = False
-        self._session.auth = servers.settings.orthanc.auth
+        self._client = OrthancClient(
+            servers.settings.orthanc,
+            timeout=READY_TIMEOUT_SECONDS,
+            observer=servers.telemetry.orthanc_call,
+            retries=0,
+        )
         self._checked = 0.0
         self._orthanc_ok = False
         self._reason = "not checked yet"
@@ -44,21 +47,10 @@ class Readiness:
             return self._orthanc_ok, self._reason
 
     def _check_orthanc(self) -> tuple[bool, str]:
-        start = time.perf_counter()
-        failed = True
         try:
-            reply = self._session.get(self._url, timeout=READY_TIMEOUT_SECONDS)
-            failed = reply.status_code >= 500
-        except requests.RequestException as exc:
-            return False, f"Orthanc unreachable: {type(exc).__name__}"
-        finally:
-            self.servers.telemetry.orthanc_call("GET /system", time.perf_counter() - start, failed)
-        if reply.status_code != 200:
-            return False, f"GET /system: HTTP {reply.status_code}"
-        try:
-            system = reply.json()
-        except ValueError:
-            return False, "GET /system: answer is not JSON"
+            system = self._client.system()
+        except OrthancError as exc:
+            return False, str(exc)
         if not isinstance(system, dict) or not system.get("HasLabels", False):
             return False, "Orthanc's database has no labels (needs Orthanc >= 1.12)"
         return True, "ready"

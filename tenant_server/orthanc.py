@@ -58,8 +58,11 @@ class CurlPool:
     next association instead of closing with the thread.
     """
 
-    def __init__(self, size: int, timeout: float, auth: tuple[str, str] | None) -> None:
+    def __init__(
+        self, size: int, timeout: float, auth: tuple[str, str] | None, retries: int = RETRIES
+    ) -> None:
         self.size = size
+        self.retries = retries
         self.timeout_ms = max(1, int(timeout * 1000))
         self.userpwd = ":".join(auth) if auth else ""
         self.trust = ssl.get_default_verify_paths()  # the CAs Python's ssl would trust
@@ -121,7 +124,7 @@ class CurlPool:
             except pycurl.error as exc:
                 code, message = exc.args[0], str(exc.args[-1])
                 attempts += 1
-                if attempts > RETRIES or (code != REFUSED and code not in CLOSED):
+                if attempts > self.retries or (code != REFUSED and code not in CLOSED):
                     raise OrthancError(f"Orthanc unreachable: {message}") from exc
                 if code == REFUSED:
                     time.sleep(pause)
@@ -152,11 +155,12 @@ class OrthancClient:
         connection: OrthancConnection,
         timeout: float = 30.0,
         observer: Callable[[str, float, bool], None] | None = None,
+        retries: int = RETRIES,
     ) -> None:
         self.url = connection.url.rstrip("/")
         self.timeout = timeout
         self._observer = observer
-        self._handles = CurlPool(POOL_SIZE, timeout, connection.auth)
+        self._handles = CurlPool(POOL_SIZE, timeout, connection.auth, retries)
 
     def _call(
         self,

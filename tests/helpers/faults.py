@@ -5,11 +5,13 @@ everything, "refuse-labels" answers 500 to label PUTs only, "refuse-labels-and-d
 label PUTs and DELETEs (an outage that starts right after an instance was stored).
 ``delay`` slows every forwarded request down (an Orthanc busy with other work), and
 ``method_delays`` requests of one method (e.g. {"POST": 0.5}: stores land late). It injects failures into a
-real Orthanc's traffic; it never imitates Orthanc's answers.
+real Orthanc's traffic; it never imitates Orthanc's answers. With ``tls`` (certificate and
+key files) it serves HTTPS, as a TLS-terminating front of Orthanc would.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +23,9 @@ from local_orthanc.server import free_port
 
 
 class FaultProxy:
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, scheme: str = "http") -> None:
         self.target = target.rstrip("/")
+        self.scheme = scheme
         self.mode = "pass"
         self.delay = 0.0
         self.method_delays: dict[str, float] = {}
@@ -31,7 +34,7 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def fails(self, method: str, path: str) -> bool:
         if self.mode == "down":
@@ -42,8 +45,8 @@ class FaultProxy:
 
 
 @contextmanager
-def fault_proxy(target: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(target)
+def fault_proxy(target: str, tls: tuple[str, str] | None = None) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(target, "https" if tls else "http")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -76,6 +79,10 @@ def fault_proxy(target: str) -> Iterator[FaultProxy]:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", proxy.port), Handler)
     httpd.daemon_threads = True
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import requests
 from local_orthanc import ExternalOrthanc, OrthancHandle
 from local_orthanc.server import free_port
@@ -15,8 +16,9 @@ from local_orthanc.server import free_port
 from tenant_server.config import parse_settings
 from tenant_server.health import start_health_server
 from tenant_server.server import TenantServers
+from tests.helpers.faults import fault_proxy
 from tests.helpers.tenants import tenant_config
-from tests.production.support import associate, echo, find, study_query
+from tests.production.support import Pki, associate, echo, find, study_query
 
 
 @contextmanager
@@ -116,3 +118,28 @@ def test_readiness_answers_quickly_when_orthanc_hangs(label: str) -> None:
             reply = requests.get(url + "/readyz", timeout=30)
             assert reply.status_code == 503
             assert time.monotonic() - start < 6
+
+
+def test_https_orthanc_with_a_private_ca_named_by_ssl_cert_file(
+    orthanc: OrthancHandle, pki: Pki, label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orthanc behind TLS with the hospital's own CA: not trusted from the system's CA store;
+    trusted by readiness and by the DICOM side alike once ``SSL_CERT_FILE`` names that CA."""
+    with fault_proxy(orthanc.url, tls=(pki["tls.crt"], pki["tls.key"])) as front:
+        config, port = one_tenant(ExternalOrthanc(front.url, orthanc.username, orthanc.password), label)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with serving(config) as (url, _servers):
+            reply = requests.get(url + "/readyz", timeout=10)
+            assert reply.status_code == 503
+            assert "certificate" in reply.text.lower()
+            assoc = associate(port, "HEALTH")
+            assert find(assoc, study_query("1.2.3.404"))[0] == 0xA700  # Orthanc not reached
+            assoc.release()
+        monkeypatch.setenv("SSL_CERT_FILE", pki["ca.crt"])
+        with serving(config) as (url, _servers):
+            reply = requests.get(url + "/readyz", timeout=10)
+            assert (reply.status_code, reply.text.strip()) == (200, "ready")
+            assoc = associate(port, "HEALTH")
+            assert find(assoc, study_query("1.2.3.404"))[0] == 0x0000
+            assoc.release()
