@@ -81,6 +81,23 @@ def test_client_without_a_valid_certificate_is_refused(
     assert 'tenant_tls_handshake_failures_total{tenant="TLS"} 1.0' in metrics
 
 
+def test_only_the_configured_ca_is_trusted_for_client_certificates(
+    orthanc: OrthancHandle, pki: Pki, label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system's CA store (here made of the rogue CA) must not vouch for DICOM clients:
+    mutual TLS trusts ``TrustedCertificates`` alone, or any publicly-signed client would do."""
+    monkeypatch.setenv("SSL_CERT_FILE", pki["rogue-ca.pem"])
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    port = free_port()
+    config = tenant_config(orthanc, [tls_tenant(pki, port, label)], DicomAlwaysAllowFind=True)
+    with run_tenants(config):
+        rogue = associate(port, "TLS", tls=client_tls(pki, cert="rogue"))
+        assert not rogue.is_established
+        trusted = associate(port, "TLS", tls=client_tls(pki))
+        assert trusted.is_established
+        trusted.release()
+
+
 def test_plain_dicom_on_the_tls_port_is_refused(
     mutual: tuple[int, TenantServers], caplog: pytest.LogCaptureFixture
 ) -> None:
