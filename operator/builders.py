@@ -21,6 +21,7 @@ CONFIG_DIR: Final = "/etc/tenant-server"
 CONFIG_KEY: Final = "config.json"
 CONFIG_PATH: Final = f"{CONFIG_DIR}/{CONFIG_KEY}"
 TLS_DIR: Final = f"{CONFIG_DIR}/tls"
+ORTHANC_CA_PATH: Final = f"{CONFIG_DIR}/orthanc-ca/ca.crt"
 HEALTH_PORT: Final = 8080
 CONTAINER_NAME: Final = "tenant-server"
 COMMAND: Final = ["tenant-server"]
@@ -191,8 +192,9 @@ def config_hash(spec: dict[str, Any], server: dict[str, Any]) -> str:
 
 def _config_hash(spec: dict[str, Any], server: dict[str, Any]) -> str:
     secret = (spec["orthanc"].get("credentialsSecret") or {}).get("name", "")
+    ca = (spec["orthanc"].get("caSecret") or {}).get("name", "")
     tls = (server.get("tls") or {}).get("secretName", "")
-    text = "\0".join([_config_json(spec, server), secret, tls])
+    text = "\0".join([_config_json(spec, server), secret, tls, *([ca] if ca else [])])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -233,12 +235,14 @@ def _env(spec: dict[str, Any]) -> list[dict[str, Any]]:
             env.append(
                 {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret["name"], "key": key}}}
             )
+    if spec["orthanc"].get("caSecret"):
+        env.append({"name": "SSL_CERT_FILE", "value": ORTHANC_CA_PATH})
     env.append({"name": "PYTHONUNBUFFERED", "value": "1"})
     return env
 
 
-def _config_volume(name: str, server: dict[str, Any]) -> dict[str, Any]:
-    """One projected volume for config.json and the TLS files.
+def _config_volume(name: str, spec: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
+    """One projected volume for config.json, the TLS files and Orthanc's CA bundle.
 
     A Secret mounted *inside* a read-only ConfigMap mount fails on several runtimes (the
     mount point cannot be created), so both go through one projected volume instead.
@@ -252,6 +256,10 @@ def _config_volume(name: str, server: dict[str, Any]) -> dict[str, Any]:
         if tls.get("requireClientCertificate"):
             items.append({"key": "ca.crt", "path": "tls/ca.crt"})
         sources.append({"secret": {"name": tls["secretName"], "items": items}})
+    ca = spec["orthanc"].get("caSecret")
+    if ca:
+        path = ORTHANC_CA_PATH.removeprefix(CONFIG_DIR + "/")
+        sources.append({"secret": {"name": ca["name"], "items": [{"key": ca["key"], "path": path}]}})
     return {"name": "config", "projected": {"sources": sources, "defaultMode": 0o440}}
 
 
@@ -316,7 +324,7 @@ def _build_deployment(owner: Owner, spec: dict[str, Any], server: dict[str, Any]
         "securityContext": pod_security,
         "containers": [container],
         "volumes": [
-            _config_volume(name, server),
+            _config_volume(name, spec, server),
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
     }

@@ -425,6 +425,19 @@ def spec_schema() -> dict[str, Any]:
                         },
                         required=["name"],
                     ),
+                    "caSecret": _object(
+                        "Secret holding the CA bundle (PEM) that signed an https Orthanc's certificate, "
+                        "when that is a private CA. It is mounted into the pods and named by SSL_CERT_FILE, "
+                        "so the tenant servers trust it instead of the system CA store for Orthanc (DICOM "
+                        "TLS client certificates are checked against servers[].tls alone).",
+                        {
+                            "name": _string("Secret name.", maxLength=253, pattern=DNS_SUBDOMAIN_PATTERN),
+                            "key": _string(
+                                "Key of the PEM bundle.", pattern=SECRET_KEY_PATTERN, default="ca.crt"
+                            ),
+                        },
+                        required=["name"],
+                    ),
                 },
                 required=["url"],
             ),

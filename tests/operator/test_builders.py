@@ -133,6 +133,21 @@ def test_tls_without_client_certificates_needs_no_ca() -> None:
     assert [item["key"] for item in secret["items"]] == ["tls.crt", "tls.key"]
 
 
+def test_orthanc_ca_is_mounted_and_named_by_ssl_cert_file() -> None:
+    spec = full_spec()
+    deployment = build_deployment(OWNER, spec, spec["servers"][0])
+    env = {e["name"]: e.get("value") for e in container(deployment)["env"]}
+    assert env["SSL_CERT_FILE"] == "/etc/tenant-server/orthanc-ca/ca.crt"
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"]
+    ca = [s["secret"] for s in volume["projected"]["sources"] if s.get("secret", {}).get("name") == "pacs-ca"]
+    assert ca == [{"name": "pacs-ca", "items": [{"key": "ca.crt", "path": "orthanc-ca/ca.crt"}]}]
+    without = copy.deepcopy(spec)
+    del without["orthanc"]["caSecret"]
+    plain = build_deployment(OWNER, without, without["servers"][0])
+    assert "SSL_CERT_FILE" not in {e["name"] for e in container(plain)["env"]}
+    assert config_hash(without, without["servers"][0]) != config_hash(spec, spec["servers"][0])
+
+
 # --- the config hash --------------------------------------------------------------------
 
 
