@@ -92,6 +92,9 @@ class CurlPool:
         answer = BytesIO()
         handle.setopt(pycurl.URL, url)
         handle.setopt(pycurl.NOSIGNAL, 1)  # threads: no SIGALRM for timeouts
+        # libcurl would follow http_proxy/HTTPS_PROXY from the environment (some platforms set
+        # them in every pod): instances and PHI must go straight to Orthanc, never via a proxy.
+        handle.setopt(pycurl.PROXY, "")
         handle.setopt(pycurl.TIMEOUT_MS, self.timeout_ms)
         if self.userpwd:
             handle.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_BASIC)

@@ -143,3 +143,21 @@ def test_https_orthanc_with_a_private_ca_named_by_ssl_cert_file(
             assoc = associate(port, "HEALTH")
             assert find(assoc, study_query("1.2.3.404"))[0] == 0x0000
             assoc.release()
+
+
+def test_proxy_variables_of_the_pod_are_not_used_for_orthanc(
+    orthanc: OrthancHandle, label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Platforms put HTTP(S)_PROXY in every pod; instances must still go straight to Orthanc."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(variable, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    config, port = one_tenant(orthanc, label)
+    with serving(config) as (url, _servers):
+        reply = requests.get(url + "/readyz", timeout=10, proxies={"http": ""})
+        assert (reply.status_code, reply.text.strip()) == (200, "ready")
+        assoc = associate(port, "HEALTH")
+        assert find(assoc, study_query("1.2.3.404"))[0] == 0x0000
+        assoc.release()
