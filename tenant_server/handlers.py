@@ -45,6 +45,8 @@ UNABLE_TO_PROCESS = 0xC000
 CANCELLED = 0xFE00
 PENDING = 0xFF00
 RETRIEVE_OUT_OF_RESOURCES = 0xA701
+MAX_SUBOPERATIONS = 65535  # the sub-operation counts are US (PS3.4 C.4.2.2, C.4.3.2)
+TOO_MANY = {"Move": 0xC516, "Get": 0xC416}  # pynetdicom's final status above that
 
 
 _refusing = threading.local()
@@ -349,26 +351,35 @@ class TenantHandlers:
                 "evt_handlers": TUNING_HANDLERS,
             },
         )
-        yield len(refs)
+        audit = {"destination": destination.aet, **self._audit_query(query)}
+        yield self._count(event, "Move", start, refs, audit)
         yield from self._datasets(event, refs)
-        self._finish(
-            event,
-            "Move",
-            start,
-            0x0000,
-            instances=len(refs),
-            destination=destination.aet,
-            **self._audit_query(query),
-        )
+        self._finish(event, "Move", start, 0x0000, instances=len(refs), **audit)
 
     def on_get(self, event: evt.Event) -> Iterator[Any]:
         start = time.perf_counter()
         if not self._allowed(event, "Get"):
             raise Refusal("calling AE not allowed to retrieve from this tenant")
         query, refs = self._resolve(event, "Get", start)
-        yield len(refs)
+        audit = self._audit_query(query)
+        yield self._count(event, "Get", start, refs, audit)
         yield from self._datasets(event, refs)
-        self._finish(event, "Get", start, 0x0000, instances=len(refs), **self._audit_query(query))
+        self._finish(event, "Get", start, 0x0000, instances=len(refs), **audit)
+
+    def _count(
+        self, event: evt.Event, operation: str, start: float, refs: list[InstanceRef], audit: dict[str, Any]
+    ) -> int:
+        """The sub-operation count pynetdicom asks for first. With none, or more than a final
+        response can count, pynetdicom answers on its own and never resumes the handler, so
+        the operation's audit line is written here."""
+        if not refs:
+            self._finish(event, operation, start, 0x0000, instances=0, **audit)
+        elif len(refs) > MAX_SUBOPERATIONS:
+            error = f"{len(refs)} instances: more than a response can count"
+            self._finish(
+                event, operation, start, TOO_MANY[operation], instances=len(refs), error=error, **audit
+            )
+        return len(refs)
 
     # --- C-STORE --------------------------------------------------------------------
 

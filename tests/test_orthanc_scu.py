@@ -8,6 +8,7 @@ C-MOVE responses it accepts, and C-STORE responses with the right status.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from local_orthanc.synthetic import StudySpec, study_instances
 from pydicom.dataset import Dataset
 
+from tenant_server.audit import AUDIT_LOGGER
 from tests.helpers.dicom import store
 from tests.helpers.orthanc import OrthancRest
 from tests.helpers.tenants import StorageScp
@@ -121,3 +123,17 @@ def test_store_through_orthancs_scu(
     )
     assert refused.status_code == 500 and "status 0x0124" in refused.json()["Details"], refused.text
     assert rest.labels("Study", ids_of(datasets["b"])["Study"]) == labels_before == ["compat_b"]
+
+
+def test_get_through_orthancs_scu(
+    tenant_a: str, rest: OrthancRest, studies: dict[str, StudySpec], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Orthanc 1.12.7's C-GET SCU: the study comes back on its association, another tenant's does not."""
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    for tenant, expected in (("a", 2), ("b", 0)):
+        body = {"Level": "Study", "Resources": [{"StudyInstanceUID": studies[tenant].study_uid}]}
+        reply = rest.session.post(f"{rest.url}/modalities/{tenant_a}/get", json=body, timeout=60)
+        assert reply.status_code == 200, reply.text
+        (line,) = [r.fields for r in caplog.records if r.getMessage() == "get"]  # type: ignore[attr-defined]
+        assert (line["calling_aet"], line["instances"], line["status"]) == ("ORTHANC", expected, "0x0000")
+        caplog.clear()

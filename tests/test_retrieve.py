@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from local_orthanc import dcmtk
 from local_orthanc.synthetic import StudySpec, make_instance, to_bytes
 from pydicom.uid import generate_uid
 
+from tenant_server.audit import AUDIT_LOGGER
 from tests.helpers.archive import Archive, load_archive
 from tests.helpers.dicom import get, identifier, move
 from tests.helpers.orthanc import OrthancRest
@@ -57,7 +59,10 @@ def test_patient_move_sends_only_this_tenants_studies(
     assert dest.sop_uids() == set(archive.a_shared.sop_uids)  # not B's, not the unlabelled study
 
 
-def test_other_tenants_study_moves_nothing(ours: dict[str, int], archive: Archive, dest: StorageScp) -> None:
+def test_other_tenants_study_moves_nothing(
+    ours: dict[str, int], archive: Archive, dest: StorageScp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
     responses = move(
         ours["OURS_B"],
         "OURS_B",
@@ -66,6 +71,9 @@ def test_other_tenants_study_moves_nothing(ours: dict[str, int], archive: Archiv
     )
     assert responses[-1].Status == 0x0000 and responses[-1].NumberOfCompletedSuboperations == 0
     assert dest.sop_uids() == set()
+    # The attempt is audited although pynetdicom answers a count of 0 without the handler.
+    (line,) = [r.fields for r in caplog.records if r.getMessage() == "move"]  # type: ignore[attr-defined]
+    assert (line["instances"], line["destination"], line["status"]) == (0, "DEST", "0x0000")
 
 
 def test_series_list_and_image_level(ours: dict[str, int], archive: Archive, dest: StorageScp) -> None:
