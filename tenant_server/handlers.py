@@ -25,6 +25,7 @@ from tenant_server.audit import Audit
 from tenant_server.cancels import keep_late_cancels
 from tenant_server.config import DicomSettings, TenantSettings
 from tenant_server.encoding import IncompleteEncoding, verify_complete
+from tenant_server.final_responses import suboperation_counts, watch_final_responses, when_answered
 from tenant_server.find import Finder
 from tenant_server.hierarchy import InstanceRef
 from tenant_server.identifiers import UNIQUE_KEY, IdentifierError, Query, build_answer, parse_query
@@ -45,8 +46,6 @@ UNABLE_TO_PROCESS = 0xC000
 CANCELLED = 0xFE00
 PENDING = 0xFF00
 RETRIEVE_OUT_OF_RESOURCES = 0xA701
-MAX_SUBOPERATIONS = 65535  # the sub-operation counts are US (PS3.4 C.4.2.2, C.4.3.2)
-TOO_MANY = {"Move": 0xC516, "Get": 0xC416}  # pynetdicom's final status above that
 
 
 _refusing = threading.local()
@@ -175,6 +174,7 @@ class TenantHandlers:
             *TUNING_HANDLERS,
             (evt.EVT_CONN_OPEN, keep_late_cancels),
             (evt.EVT_CONN_OPEN, direct_store_responses),
+            (evt.EVT_CONN_OPEN, watch_final_responses),
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_ESTABLISHED, self.on_established),
             (evt.EVT_C_ECHO, self.on_echo),
@@ -351,35 +351,34 @@ class TenantHandlers:
                 "evt_handlers": TUNING_HANDLERS,
             },
         )
-        audit = {"destination": destination.aet, **self._audit_query(query)}
-        yield self._count(event, "Move", start, refs, audit)
+        self._audit_when_answered(
+            event, "Move", start, refs, destination=destination.aet, **self._audit_query(query)
+        )
+        yield len(refs)
         yield from self._datasets(event, refs)
-        self._finish(event, "Move", start, 0x0000, instances=len(refs), **audit)
 
     def on_get(self, event: evt.Event) -> Iterator[Any]:
         start = time.perf_counter()
         if not self._allowed(event, "Get"):
             raise Refusal("calling AE not allowed to retrieve from this tenant")
         query, refs = self._resolve(event, "Get", start)
-        audit = self._audit_query(query)
-        yield self._count(event, "Get", start, refs, audit)
+        self._audit_when_answered(event, "Get", start, refs, **self._audit_query(query))
+        yield len(refs)
         yield from self._datasets(event, refs)
-        self._finish(event, "Get", start, 0x0000, instances=len(refs), **audit)
 
-    def _count(
-        self, event: evt.Event, operation: str, start: float, refs: list[InstanceRef], audit: dict[str, Any]
-    ) -> int:
-        """The sub-operation count pynetdicom asks for first. With none, or more than a final
-        response can count, pynetdicom answers on its own and never resumes the handler, so
-        the operation's audit line is written here."""
-        if not refs:
-            self._finish(event, operation, start, 0x0000, instances=0, **audit)
-        elif len(refs) > MAX_SUBOPERATIONS:
-            error = f"{len(refs)} instances: more than a response can count"
+    def _audit_when_answered(
+        self, event: evt.Event, operation: str, start: float, refs: list[InstanceRef], **audit: Any
+    ) -> None:
+        """The retrieve's audit line, with the status and counts of pynetdicom's final response
+        (final_responses.py says why the handler cannot write it)."""
+
+        def finish(rsp: Any) -> None:
+            code = int(rsp.Status)
             self._finish(
-                event, operation, start, TOO_MANY[operation], instances=len(refs), error=error, **audit
+                event, operation, start, code, instances=len(refs), **suboperation_counts(rsp), **audit
             )
-        return len(refs)
+
+        when_answered(event.assoc, finish)
 
     # --- C-STORE --------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from local_orthanc import dcmtk
+from local_orthanc import OrthancHandle, dcmtk
+from local_orthanc.server import free_port
 from local_orthanc.synthetic import StudySpec, make_instance, to_bytes
 from pydicom.uid import generate_uid
 
@@ -15,7 +16,7 @@ from tenant_server.audit import AUDIT_LOGGER
 from tests.helpers.archive import Archive, load_archive
 from tests.helpers.dicom import get, identifier, move
 from tests.helpers.orthanc import OrthancRest
-from tests.helpers.tenants import StorageScp
+from tests.helpers.tenants import StorageScp, run_tenants, storage_scp, tenant_config
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,38 @@ def test_other_tenants_study_moves_nothing(
     # The attempt is audited although pynetdicom answers a count of 0 without the handler.
     (line,) = [r.fields for r in caplog.records if r.getMessage() == "move"]  # type: ignore[attr-defined]
     assert (line["instances"], line["destination"], line["status"]) == (0, "DEST", "0x0000")
+
+
+def test_the_audit_line_tells_how_a_move_ended(
+    orthanc: OrthancHandle, archive: Archive, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pynetdicom composes the final status (some or all sub-operations failed, destination
+    unreachable); the audit line carries that status and the counts, not a blanket success."""
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    with storage_scp("FULL") as full:
+        full.status = 0xA700
+        port = free_port()
+        modalities = {
+            "full": {"AET": "FULL", "Host": "127.0.0.1", "Port": full.port},
+            "gone": {"AET": "GONE", "Host": "127.0.0.1", "Port": free_port()},
+        }
+        config = tenant_config(
+            orthanc,
+            [{"AET": "MOVER", "Port": port, "Labels": ["compat_a"]}],
+            DicomModalities=modalities,
+            DicomAlwaysAllowMove=True,
+        )
+        study = identifier("STUDY", StudyInstanceUID=archive.a_shared.spec.study_uid)
+        with run_tenants(config):
+            assert move(port, "MOVER", study, "FULL")[-1].Status == 0xA702
+            assert move(port, "MOVER", study, "GONE")[-1].Status == 0xA801
+    lines = [r.fields for r in caplog.records if r.getMessage() == "move"]  # type: ignore[attr-defined]
+    instances = len(archive.a_shared.sop_uids)
+    assert [(line["destination"], line["status"], line.get("failed")) for line in lines] == [
+        ("FULL", "0xA702", instances),
+        ("GONE", "0xA801", None),
+    ]
+    assert lines[0]["completed"] == 0 and lines[0]["instances"] == instances
 
 
 def test_series_list_and_image_level(ours: dict[str, int], archive: Archive, dest: StorageScp) -> None:

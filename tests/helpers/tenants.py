@@ -29,13 +29,14 @@ class StorageScp:
     called_aets: list[str] = field(default_factory=list)
     calling_aets: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    status: int = 0x0000  # what it answers: e.g. 0xA700 for a destination that is full
 
     def on_store(self, event: evt.Event) -> int:
         with self.lock:
             self.received.append(event.dataset)
             self.called_aets.append(str(event.assoc.requestor.primitive.called_ae_title).strip())
             self.calling_aets.append(str(event.assoc.requestor.ae_title).strip())
-        return 0x0000
+        return self.status
 
     def clear(self) -> None:
         with self.lock:
