@@ -94,6 +94,16 @@ def _object(description: str, properties: dict[str, Any], **extra: Any) -> dict[
     return {"type": "object", "description": description, "properties": properties, **extra}
 
 
+def _secret_reference(description: str, **keys: tuple[str, str]) -> dict[str, Any]:
+    """A Secret by name and the keys read from it (each a description and a default)."""
+    fields = {
+        field: _string(text, pattern=SECRET_KEY_PATTERN, default=default)
+        for field, (text, default) in keys.items()
+    }
+    name = _string("Secret name.", maxLength=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    return _object(description, {"name": name, **fields}, required=["name"])
+
+
 def _aet(description: str) -> dict[str, Any]:
     return _string(description, minLength=1, maxLength=16, pattern=AET_PATTERN)
 
@@ -410,33 +420,19 @@ def spec_schema() -> dict[str, Any]:
                         maxLength=2048,
                         pattern=URL_PATTERN,
                     ),
-                    "credentialsSecret": _object(
+                    "credentialsSecret": _secret_reference(
                         "Secret holding Orthanc's username and password. They reach the pods as environment "
                         "variables (ORTHANC_USERNAME/ORTHANC_PASSWORD) and are never copied into a ConfigMap "
                         "or the status.",
-                        {
-                            "name": _string("Secret name.", maxLength=253, pattern=DNS_SUBDOMAIN_PATTERN),
-                            "usernameKey": _string(
-                                "Key of the username.", pattern=SECRET_KEY_PATTERN, default="username"
-                            ),
-                            "passwordKey": _string(
-                                "Key of the password.", pattern=SECRET_KEY_PATTERN, default="password"
-                            ),
-                        },
-                        required=["name"],
+                        usernameKey=("Key of the username.", "username"),
+                        passwordKey=("Key of the password.", "password"),
                     ),
-                    "caSecret": _object(
+                    "caSecret": _secret_reference(
                         "Secret holding the CA bundle (PEM) that signed an https Orthanc's certificate, "
                         "when that is a private CA. It is mounted into the pods and named by SSL_CERT_FILE, "
                         "so the tenant servers trust it instead of the system CA store for Orthanc (DICOM "
                         "TLS client certificates are checked against servers[].tls alone).",
-                        {
-                            "name": _string("Secret name.", maxLength=253, pattern=DNS_SUBDOMAIN_PATTERN),
-                            "key": _string(
-                                "Key of the PEM bundle.", pattern=SECRET_KEY_PATTERN, default="ca.crt"
-                            ),
-                        },
-                        required=["name"],
+                        key=("Key of the PEM bundle.", "ca.crt"),
                     ),
                 },
                 required=["url"],

@@ -17,6 +17,8 @@ from weakref import WeakKeyDictionary
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 
+from tenant_server.outgoing import Send, hook_sends
+
 PENDING = 0xFF00
 Callback = Callable[[Any], None]
 
@@ -38,25 +40,21 @@ def suboperation_counts(rsp: Any) -> dict[str, int]:
     return {name: int(value) for name, value in counts.items() if value is not None}
 
 
+def audit_final_response(assoc: Any, send: Send, primitive: Any, context_id: int) -> None:
+    """``outgoing`` hook: the registered callback sees a retrieve's final response first."""
+    final = (
+        isinstance(primitive, C_MOVE | C_GET)
+        and primitive.MessageIDBeingRespondedTo is not None
+        and primitive.Status != PENDING
+    )
+    callback = _waiting.pop(assoc, None) if final else None
+    try:
+        if callback is not None:
+            callback(primitive)
+    finally:  # the peer gets its answer whatever the audit does
+        send(primitive, context_id)
+
+
 def watch_final_responses(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler for accepted associations."""
-    assoc: Any = event.assoc
-    if not assoc.is_acceptor:
-        return
-    dimse = assoc.dimse
-    send = dimse.send_msg
-
-    def send_msg(primitive: Any, context_id: int) -> None:
-        final = (
-            isinstance(primitive, C_MOVE | C_GET)
-            and primitive.MessageIDBeingRespondedTo is not None
-            and primitive.Status != PENDING
-        )
-        callback = _waiting.pop(assoc, None) if final else None
-        try:
-            if callback is not None:
-                callback(primitive)
-        finally:  # the peer gets its answer whatever the audit does
-            send(primitive, context_id)
-
-    dimse.send_msg = send_msg
+    hook_sends(event, audit_final_response)

@@ -18,6 +18,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
 from tenant_server.answer_encoding import NO_DATASET, PDV_HEADER, command_element, command_set
+from tenant_server.outgoing import Send, hook_sends
 
 C_STORE_RSP = 0x8001
 LAST_COMMAND_FRAGMENT = b"\x03"
@@ -49,24 +50,20 @@ def _padded_text(text: str) -> bytes:
     return data + b" " if len(data) % 2 else data
 
 
-def direct_store_responses(event: evt.Event) -> None:
-    """EVT_CONN_OPEN handler for accepted associations: their C-STORE-RSPs skip pydicom."""
-    assoc: Any = event.assoc
-    if not assoc.is_acceptor:
+def send_store_response(assoc: Any, send: Send, primitive: Any, context_id: int) -> None:
+    """``outgoing`` hook: a C-STORE-RSP as one P-DATA of our own encoding, anything else as before."""
+    command = None
+    if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
+        command = store_response_command(primitive)
+    room = assoc.dimse.maximum_pdu_size or 1 << 31
+    if command is None or len(command) + PDV_HEADER > room or assoc.get_handlers(evt.EVT_DIMSE_SENT):
+        send(primitive, context_id)
         return
-    dimse = assoc.dimse
-    send_through_pynetdicom = dimse.send_msg
+    pdata = P_DATA()
+    pdata.presentation_data_value_list.append((context_id, LAST_COMMAND_FRAGMENT + command))
+    assoc.dul.send_pdu(pdata)
 
-    def send_msg(primitive: Any, context_id: int) -> None:
-        command = None
-        if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
-            command = store_response_command(primitive)
-        room = dimse.maximum_pdu_size or 1 << 31
-        if command is None or len(command) + PDV_HEADER > room or assoc.get_handlers(evt.EVT_DIMSE_SENT):
-            send_through_pynetdicom(primitive, context_id)
-            return
-        pdata = P_DATA()
-        pdata.presentation_data_value_list.append((context_id, LAST_COMMAND_FRAGMENT + command))
-        dimse.dul.send_pdu(pdata)
 
-    dimse.send_msg = send_msg
+def direct_store_responses(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler: an accepted association's C-STORE-RSPs skip pydicom."""
+    hook_sends(event, send_store_response)
