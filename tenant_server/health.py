@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tenant_server.orthanc import OrthancClient, OrthancError
+from tenant_server.orthanc import OrthancClient, OrthancError, missing_features
 from tenant_server.server import TenantServers
 
 READY_CACHE_SECONDS = 2.0
@@ -16,7 +16,8 @@ READY_TIMEOUT_SECONDS = 2.0  # under the readiness probe's 3 s timeout, whatever
 
 
 class Readiness:
-    """Orthanc reachable with our credentials and able to do labels, and every port bound.
+    """Orthanc reachable with our credentials and offering what the server uses (labels, the
+    extended ``/tools/find``), and every port bound.
 
     One call with its own short timeout and no retries (the DICOM side's Orthanc client
     waits DicomScpTimeout and retries): a probe must answer before the kubelet gives up on
@@ -51,9 +52,8 @@ class Readiness:
             system = self._client.system()
         except OrthancError as exc:
             return False, str(exc)
-        if not isinstance(system, dict) or not system.get("HasLabels", False):
-            return False, "Orthanc's database has no labels (needs Orthanc >= 1.12)"
-        return True, "ready"
+        missing = missing_features(system)
+        return (False, missing) if missing else (True, "ready")
 
 
 def start_health_server(servers: TenantServers, host: str, port: int) -> ThreadingHTTPServer:

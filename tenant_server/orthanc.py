@@ -152,6 +152,27 @@ def orthanc_id(*uids: str) -> str:
     return "-".join(digest[i : i + 8] for i in range(0, 40, 8))
 
 
+def missing_features(system: Any) -> str | None:
+    """Why this Orthanc (its ``GET /system``) cannot serve tenants, or None.
+
+    Labels need Orthanc >= 1.12.0 and a database that stores them. Every search this server
+    makes uses ``ResponseContent`` and ``ParentStudy``/``ParentSeries`` in ``/tools/find``,
+    which Orthanc offers from 1.12.5 on databases with extended find (SQLite, the PostgreSQL
+    index plugin from 7.0); elsewhere Orthanc ignores them and answers in another shape.
+    """
+    if not isinstance(system, dict):
+        return "GET /system: unexpected answer"
+    version = str(system.get("Version", "?"))
+    if not system.get("HasLabels", False):
+        return f"Orthanc {version}: its database has no labels (needs Orthanc >= 1.12)"
+    if not (system.get("Capabilities") or {}).get("HasExtendedFind", False):
+        return (
+            f"Orthanc {version}: no extended /tools/find (ResponseContent, ParentStudy); needs Orthanc"
+            " >= 1.12.5 with SQLite or an index plugin that supports it (PostgreSQL >= 7)"
+        )
+    return None
+
+
 class OrthancClient:
     def __init__(
         self,

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from local_orthanc.root import ensure_root
 from local_orthanc.server import LocalOrthanc, OrthancRuntime
 
-MINIMUM_VERSION = (1, 12, 0)
+MINIMUM_VERSION = (1, 12, 5)  # labels (1.12.0) and the extended /tools/find (1.12.5)
 
 
 class OrthancHandle(Protocol):
@@ -41,7 +41,7 @@ class ExternalOrthanc:
 
 
 def find_runtime() -> OrthancRuntime:
-    """A system ``Orthanc`` >= 1.12 if there is one, else the cached Debian 13 root."""
+    """A system ``Orthanc`` >= 1.12.5 if there is one, else the cached Debian 13 root."""
     binary = shutil.which("Orthanc")
     if binary:
         runtime = OrthancRuntime(binary=binary)

@@ -15,6 +15,7 @@ from local_orthanc.server import free_port
 
 from tenant_server.config import parse_settings
 from tenant_server.health import start_health_server
+from tenant_server.orthanc import missing_features
 from tenant_server.server import TenantServers
 from tests.helpers.faults import fault_proxy
 from tests.helpers.tenants import tenant_config
@@ -161,3 +162,22 @@ def test_proxy_variables_of_the_pod_are_not_used_for_orthanc(
         assoc = associate(port, "HEALTH")
         assert find(assoc, study_query("1.2.3.404"))[0] == 0x0000
         assoc.release()
+
+
+def test_what_an_orthanc_must_offer(orthanc: OrthancHandle) -> None:
+    """Judged on the real Orthanc's /system, then on the same answer as older Orthancs or
+    databases give it (no labels before 1.12; no extended find before 1.12.5 or on a
+    PostgreSQL index plugin before 7)."""
+    system = requests.get(
+        orthanc.url + "/system", auth=(orthanc.username, orthanc.password), timeout=10
+    ).json()
+    assert missing_features(system) is None
+    older = {**system, "Version": "1.12.4"}
+    del older["Capabilities"]
+    assert "needs Orthanc >= 1.12.5" in (missing_features(older) or "")
+    no_extended_find = {**system, "Capabilities": {"HasExtendedFind": False}}
+    assert "PostgreSQL >= 7" in (missing_features(no_extended_find) or "")
+    unlabelled = {**system, "Version": "1.11.3", "HasLabels": False}
+    assert (
+        missing_features(unlabelled) == "Orthanc 1.11.3: its database has no labels (needs Orthanc >= 1.12)"
+    )
