@@ -373,10 +373,9 @@ class TenantHandlers:
         (final_responses.py says why the handler cannot write it)."""
 
         def finish(rsp: Any) -> None:
-            code = int(rsp.Status)
-            self._finish(
-                event, operation, start, code, instances=len(refs), **suboperation_counts(rsp), **audit
-            )
+            counts = suboperation_counts(rsp)
+            self.telemetry.retrieve_suboperations(self.tenant.aet, operation, counts)
+            self._finish(event, operation, start, int(rsp.Status), instances=len(refs), **counts, **audit)
 
         when_answered(event.assoc, finish)
 

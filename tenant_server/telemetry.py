@@ -43,6 +43,12 @@ class Telemetry:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.suboperations = Counter(
+            "tenant_retrieve_suboperations",
+            "C-STORE sub-operations of C-MOVE and C-GET, as their final responses count them",
+            ["tenant", "operation", "result"],
+            registry=self.registry,
+        )
         self.orthanc_seconds = Histogram(
             "tenant_orthanc_request_seconds",
             "Orthanc REST latency",
@@ -70,6 +76,11 @@ class Telemetry:
         self.operations.labels(tenant, operation, outcome).inc()
         if outcome != "refused":
             self.operation_seconds.labels(tenant, operation).observe(seconds)
+
+    def retrieve_suboperations(self, tenant: str, operation: str, counts: dict[str, int]) -> None:
+        """``counts``: ``completed``, ``failed``, ``warning`` (those the final response carries)."""
+        for result, count in counts.items():
+            self.suboperations.labels(tenant, operation, result).inc(count)
 
     def orthanc_call(self, route: str, seconds: float, failed: bool) -> None:
         self.orthanc_seconds.labels(route).observe(seconds)

@@ -10,6 +10,7 @@ import pytest
 from local_orthanc import OrthancHandle, dcmtk
 from local_orthanc.server import free_port
 from local_orthanc.synthetic import StudySpec, make_instance, to_bytes
+from prometheus_client import generate_latest
 from pydicom.uid import generate_uid
 
 from tenant_server.audit import AUDIT_LOGGER
@@ -97,9 +98,10 @@ def test_the_audit_line_tells_how_a_move_ended(
             DicomAlwaysAllowMove=True,
         )
         study = identifier("STUDY", StudyInstanceUID=archive.a_shared.spec.study_uid)
-        with run_tenants(config):
+        with run_tenants(config) as servers:
             assert move(port, "MOVER", study, "FULL")[-1].Status == 0xA702
             assert move(port, "MOVER", study, "GONE")[-1].Status == 0xA801
+            metrics = generate_latest(servers.telemetry.registry).decode()
     lines = [r.fields for r in caplog.records if r.getMessage() == "move"]  # type: ignore[attr-defined]
     instances = len(archive.a_shared.sop_uids)
     assert [(line["destination"], line["status"], line.get("failed")) for line in lines] == [
@@ -107,6 +109,8 @@ def test_the_audit_line_tells_how_a_move_ended(
         ("GONE", "0xA801", None),
     ]
     assert lines[0]["completed"] == 0 and lines[0]["instances"] == instances
+    failed = 'tenant_retrieve_suboperations_total{operation="Move",result="failed",tenant="MOVER"}'
+    assert f"{failed} {float(instances)}" in metrics
 
 
 def test_series_list_and_image_level(ours: dict[str, int], archive: Archive, dest: StorageScp) -> None:
