@@ -3,10 +3,14 @@ really serves /metrics: checked against the operator's own builders, not a copy 
 
 from __future__ import annotations
 
+import re
+
 import helm_python
+import promql_parser
 import pytest
 from mtdicom_operator.builders import Owner, build_children
 
+from tenant_server.telemetry import Telemetry
 from tests.chart.helpers import Manifest, Object, manifests, one, select, value_set
 
 
@@ -106,3 +110,48 @@ def test_impossible_metrics_settings_are_refused(values: Object, message: str) -
 def test_no_monitor_by_default() -> None:
     kinds = {m.kind for m in manifests({})}
     assert not kinds & {"PodMonitor", "ServiceMonitor"}
+
+
+def exported_metrics() -> dict[str, set[str]]:
+    """Every series name a tenant server exports, with its labels, read from a real registry."""
+    telemetry = Telemetry()
+    telemetry.association_rejected("T")
+    telemetry.tls_failure("T")
+    telemetry.operation("T", "Find", "failure", 0.1)
+    telemetry.retrieve_suboperations("T", "Move", {"failed": 1})
+    telemetry.orthanc_call("GET /system", 0.1, True)
+    telemetry.track_open_associations("T", lambda: 0)
+    return {
+        sample.name: set(sample.labels)
+        for family in telemetry.registry.collect()
+        for sample in family.samples
+    }
+
+
+def test_alerts_name_only_metrics_and_labels_the_servers_export() -> None:
+    rendered = manifests(value_set("metrics"))
+    rules = [rule for group in one(rendered, "PrometheusRule")["spec"]["groups"] for rule in group["rules"]]
+    assert {rule["alert"] for rule in rules} >= {
+        "MtdicomOrthancErrors",
+        "MtdicomRetrieveSubOperationsFailing",
+    }
+    exported = exported_metrics()
+    target_labels = {"namespace", "pod"}  # added by Prometheus to every scraped series
+    for rule in rules:
+        promql_parser.parse(rule["expr"])  # raises on a syntax error
+        names = set(re.findall(r"\b(tenant_[a-z_]+)", rule["expr"]))
+        assert names and names <= set(exported), (rule["alert"], names - set(exported))
+        known = set().union(*(exported[name] for name in names)) | target_labels
+        grouped = {
+            label.strip() for by in re.findall(r"by \(([^)]*)\)", rule["expr"]) for label in by.split(",")
+        }
+        matched = set(re.findall(r"([a-z_]+)=\"", rule["expr"]))
+        assert grouped | matched <= known, (rule["alert"], (grouped | matched) - known)
+        assert "{{" not in rule["expr"]  # Helm rendered its values in
+        for text in rule.get("annotations", {}).values():
+            templated = set(re.findall(r"\$labels\.([a-z_]+)", text))
+            assert templated <= grouped, (rule["alert"], templated - grouped)
+
+
+def test_no_prometheus_rule_unless_asked() -> None:
+    assert not [m for m in manifests({}) if m.kind == "PrometheusRule"]
