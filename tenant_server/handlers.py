@@ -318,19 +318,17 @@ class TenantHandlers:
 
     def _datasets(self, event: evt.Event, refs: list[InstanceRef]) -> Iterator[tuple[int, Dataset | None]]:
         """Each instance read from Orthanc; one that cannot be read counts as a failed sub-operation."""
-        for read in read_ahead(self._instance, refs):
+        for read in read_ahead(lambda ref: self.client.instance_file(ref.id), refs):
             if event.is_cancelled:
                 yield CANCELLED, None
                 return
+            dataset: Dataset
             try:
-                yield PENDING, read.result()
-            except (OrthancError, Exception):
-                unsendable = Dataset()
-                unsendable.SOPInstanceUID = "0"
-                yield PENDING, unsendable
-
-    def _instance(self, ref: InstanceRef) -> Dataset:
-        return dcmread(BytesIO(self.client.instance_file(ref.id)))
+                dataset = dcmread(BytesIO(read.result()))
+            except Exception:  # OrthancError, or a file pydicom cannot read
+                dataset = Dataset()
+                dataset.SOPInstanceUID = "0"
+            yield PENDING, dataset
 
     def on_move(self, event: evt.Event) -> Iterator[Any]:
         start = time.perf_counter()
