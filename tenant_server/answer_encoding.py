@@ -15,7 +15,6 @@ import struct
 from collections.abc import Iterator
 
 from pydicom.charset import python_encoding
-from pydicom.tag import BaseTag
 
 from tenant_server.identifiers import FLOAT_VRS, INT_VRS, TEXT_VRS, Answer
 
@@ -38,13 +37,19 @@ def codec_for(charset: str | None) -> str | None:
     return python_encoding.get(charset)
 
 
+def padded(vr: str, data: bytes) -> bytes:
+    """A value made even in length as PS3.5 6.2 says: a NUL for UI and OB, else a space."""
+    if len(data) % 2 == 0:
+        return data
+    return data + (b"\0" if vr in ("UI", "OB") else b" ")
+
+
 def _value(vr: str, text: str | None, codec: str) -> bytes:
     """The padded value bytes, as pydicom would write them (see identifiers.to_element)."""
     if not text:
         return b""
     if vr in TEXT_VRS:
-        data = text.encode(codec)
-        return data + (b"\0" if vr == "UI" else b" ") if len(data) % 2 else data
+        return padded(vr, text.encode(codec))
     parts = text.split("\\")
     try:
         if vr in INT_VRS:
@@ -65,19 +70,21 @@ def encode_answer(answer: Answer, implicit: bool) -> bytes | None:
     try:
         for tag, vr, text in sorted(answer.elements, key=lambda element: element[0]):
             value = _value(vr, text, codec)
-            out += _header(tag, vr, len(value), implicit)
+            out += element_header(tag, vr, len(value), implicit)
             out += value
     except (UnicodeEncodeError, struct.error):  # a value pydicom must judge (and maybe refuse)
         return None
     return bytes(out)
 
 
-def _header(tag: BaseTag, vr: str, length: int, implicit: bool) -> bytes:
+def element_header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    """Tag, VR (explicit only) and length of a little endian element (PS3.5 7.1)."""
+    group, element = tag >> 16, tag & 0xFFFF
     if implicit:
-        return struct.pack("<HHL", tag.group, tag.element, length)
+        return struct.pack("<HHL", group, element, length)
     if vr in LONG_VRS:
-        return struct.pack("<HH2s2xL", tag.group, tag.element, vr.encode(), length)
-    return struct.pack("<HH2sH", tag.group, tag.element, vr.encode(), length)
+        return struct.pack("<HH2s2xL", group, element, vr.encode(), length)
+    return struct.pack("<HH2sH", group, element, vr.encode(), length)
 
 
 def command_element(element: int, value: bytes | str | int) -> tuple[int, bytes]:
@@ -86,8 +93,7 @@ def command_element(element: int, value: bytes | str | int) -> tuple[int, bytes]
     if isinstance(value, int):
         return element, struct.pack("<H", value)
     if isinstance(value, str):
-        data = value.encode("ascii")
-        return element, data + b"\0" if len(data) % 2 else data
+        return element, padded("UI", value.encode("ascii"))
     return element, value
 
 

@@ -17,18 +17,15 @@ import struct
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
+from tenant_server.answer_encoding import element_header, padded
+
 PREAMBLE = b"\x00" * 128 + b"DICM"
-LONG_LENGTH_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"}
 
 
 def _element(element: int, vr: str, value: bytes) -> bytes:
     """One explicit VR little endian element of group 0002, padded to an even length."""
-    if len(value) % 2:
-        value += b"\x00" if vr in ("UI", "OB") else b" "
-    head = struct.pack("<HH2s", 0x0002, element, vr.encode())
-    if vr in LONG_LENGTH_VRS:
-        return head + struct.pack("<2xI", len(value)) + value
-    return head + struct.pack("<H", len(value)) + value
+    value = padded(vr, value)
+    return element_header(0x00020000 | element, vr, len(value), implicit=False) + value
 
 
 def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_aet: str) -> bytes:

@@ -17,7 +17,7 @@ from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from tenant_server.answer_encoding import NO_DATASET, PDV_HEADER, command_element, command_set
+from tenant_server.answer_encoding import NO_DATASET, PDV_HEADER, command_element, command_set, padded
 from tenant_server.outgoing import Send, hook_sends
 
 C_STORE_RSP = 0x8001
@@ -37,17 +37,12 @@ def store_response_command(rsp: C_STORE) -> bytes | None:
             command_element(0x0120, int(rsp.MessageIDBeingRespondedTo)),  # type: ignore[arg-type]
             command_element(0x0800, NO_DATASET),
             command_element(0x0900, int(rsp.Status)),
-            *([command_element(0x0902, _padded_text(comment))] if comment else []),
+            *([command_element(0x0902, padded("LO", comment.encode("ascii")))] if comment else []),
             command_element(0x1000, str(sop_instance)),
         ]
     except UnicodeEncodeError:
         return None
     return command_set(elements)
-
-
-def _padded_text(text: str) -> bytes:
-    data = text.encode("ascii")
-    return data + b" " if len(data) % 2 else data
 
 
 def send_store_response(assoc: Any, send: Send, primitive: Any, context_id: int) -> None:
