@@ -18,10 +18,9 @@ from local_orthanc.synthetic import StudySpec, study_instances
 from pydicom.dataset import Dataset
 
 from tenant_server.audit import AUDIT_LOGGER
-from tests.helpers.dicom import store
+from tests.helpers.dicom import ids_of, store
 from tests.helpers.orthanc import OrthancRest
 from tests.helpers.tenants import StorageScp
-from tests.test_store import ids_of
 
 
 @pytest.fixture(scope="module")

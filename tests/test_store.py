@@ -21,17 +21,10 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from tenant_server.orthanc import orthanc_id
-from tests.helpers.dicom import find, identifier, move, store, values
+from tests.helpers.dicom import LEVELS, find, identifier, ids_of, move, store, values
 from tests.helpers.faults import fault_proxy
 from tests.helpers.orthanc import OrthancRest
 from tests.helpers.tenants import StorageScp, run_tenants, tenant_config
-
-LEVELS = ("Study", "Series", "Instance")
-
-
-def ids_of(ds: Dataset) -> dict[str, str]:
-    parts = (str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
-    return {level: orthanc_id(*parts[: depth + 2]) for depth, level in enumerate(LEVELS)}
 
 
 def label_state(rest: OrthancRest, ds: Dataset) -> dict[str, list[str] | None]:

@@ -19,6 +19,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from tenant_server.orthanc import orthanc_id
 from tenant_server.sockets import guard_answers
 
 MODELS = {
@@ -131,3 +132,12 @@ def store(port: int, called: str, datasets: Iterable[Dataset], calling: str = "T
         return [assoc.send_c_store(ds) for ds in datasets]
     finally:
         assoc.release()
+
+
+LEVELS = ("Study", "Series", "Instance")
+
+
+def ids_of(ds: Dataset) -> dict[str, str]:
+    """Where Orthanc files this instance: its study, series and instance IDs."""
+    parts = (str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    return {level: orthanc_id(*parts[: depth + 2]) for depth, level in enumerate(LEVELS)}
