@@ -194,6 +194,8 @@ def _config_hash(spec: dict[str, Any], server: dict[str, Any]) -> str:
     secret = (spec["orthanc"].get("credentialsSecret") or {}).get("name", "")
     ca = (spec["orthanc"].get("caSecret") or {}).get("name", "")
     tls = (server.get("tls") or {}).get("secretName", "")
+    # The CA Secret joins only when set: resources without one keep the hash (and pods)
+    # they had before the field existed.
     text = "\0".join([_config_json(spec, server), secret, tls, *([ca] if ca else [])])
     return hashlib.sha256(text.encode()).hexdigest()
 
